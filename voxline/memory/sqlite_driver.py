@@ -61,6 +61,7 @@ def _aiosqlite_over(sqlite: types.ModuleType) -> types.ModuleType:
 class Dialect(SQLiteDialect_aiosqlite):
     name = "sqlite"
     driver = "aiosqlite_vec"
+    supports_statement_cache = True
 
     @classmethod
     def import_dbapi(cls) -> AsyncAdapt_aiosqlite_dbapi:

@@ -1,0 +1,262 @@
+"""Memory retrieval benchmark: insert throughput, top-5 latency and recall@5.
+
+    python benchmarks/memory_retrieval.py --backend postgres --n 1000000
+    python benchmarks/memory_retrieval.py --backend sqlite --n 100000
+    python benchmarks/memory_retrieval.py --mode injection --backend sqlite
+
+Builds N memories in the real `memories` table (schema from the shipped migrations)
+from clustered synthetic 384-d unit vectors, so nearest neighbours are meaningful,
+then runs held-out queries through the store's query shape
+(`WHERE tenant_id = ? ORDER BY <cosine distance> LIMIT 5`) and compares with exact
+search in numpy. Postgres: bulk COPY (binary), HNSW built after loading, ef_search
+swept. Starts its own embedded Postgres when DATABASE_URL is unset. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from voxline.memory.migrate import upgrade_async  # noqa: E402
+
+DIM = 384
+TENANT, CALLER = "bench", "00000000-0000-0000-0000-0000000bench"
+
+
+def make_data(n: int, q: int, clusters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around `clusters` random centres; queries come from the same mixture."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, DIM)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+
+    def sample(k: int) -> np.ndarray:
+        out = np.empty((k, DIM), dtype=np.float32)
+        for s in range(0, k, 100_000):
+            m = min(100_000, k - s)
+            pts = centres[rng.integers(0, clusters, m)]
+            pts = pts + rng.standard_normal((m, DIM)).astype(np.float32) * 0.06
+            out[s : s + m] = pts / np.linalg.norm(pts, axis=1, keepdims=True)
+        return out
+
+    return sample(n), sample(q)
+
+
+def exact_top5(data: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    sims = np.empty((queries.shape[0], data.shape[0]), dtype=np.float32)
+    for s in range(0, data.shape[0], 200_000):
+        sims[:, s : s + 200_000] = queries @ data[s : s + 200_000].T
+    top = np.argpartition(-sims, 5, axis=1)[:, :5]
+    return top  # row indices == memory id - 1
+
+
+def pct(xs: list[float], p: float) -> float:
+    return round(float(np.percentile(np.array(xs), p)), 3)
+
+
+def recall_at5(found: list[list[int]], truth: np.ndarray) -> float:
+    hits = sum(len(set(f) & set(t.tolist())) for f, t in zip(found, truth, strict=True))
+    return round(hits / (5 * len(found)), 4)
+
+
+def copy_binary(ids_from: int, vecs: np.ndarray) -> bytes:
+    """PGCOPY binary rows (id bigint, embedding vector) built with numpy, not a Python loop."""
+    n = vecs.shape[0]
+    row = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("id", ">i8"), ("l2", ">i4"),
+                    ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (DIM,))])  # fmt: skip
+    rows = np.empty(n, dtype=row)
+    rows["nf"], rows["l1"], rows["l2"] = 2, 8, 4 + 4 * DIM
+    rows["id"] = np.arange(ids_from, ids_from + n)
+    rows["dim"], rows["unused"], rows["v"] = DIM, 0, vecs
+    return b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0) + rows.tobytes() + b"\xff\xff"
+
+
+async def bench_postgres(args: argparse.Namespace, data: np.ndarray, queries: np.ndarray,
+                         truth: np.ndarray) -> dict[str, Any]:  # fmt: skip
+    import asyncpg
+
+    from voxline.memory.embedded_pg import EmbeddedPostgres
+
+    server = None
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        server = EmbeddedPostgres(settings={
+            "shared_buffers": "3GB", "maintenance_work_mem": "6GB",
+            "max_parallel_maintenance_workers": "2", "max_wal_size": "20GB",
+            "checkpoint_timeout": "1h", "work_mem": "64MB",
+        })  # fmt: skip
+        url = server.start()
+    try:
+        await upgrade_async(url)
+        dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+        conn = await asyncpg.connect(dsn)
+        out = await _pg_load_and_query(conn, args, data, queries, truth)
+        await conn.close()
+        return out
+    finally:
+        if server:
+            server.cleanup()
+
+
+async def _pg_load_and_query(conn: Any, args: argparse.Namespace, data: np.ndarray,
+                             queries: np.ndarray, truth: np.ndarray) -> dict[str, Any]:  # fmt: skip
+    n = data.shape[0]
+    await conn.execute("DELETE FROM memories WHERE tenant_id=$1", TENANT)
+    await conn.execute("INSERT INTO tenants(id, created_at) VALUES ($1, now()) "
+                       "ON CONFLICT DO NOTHING", TENANT)  # fmt: skip
+    await conn.execute("INSERT INTO callers(id, tenant_id, kind, value, created_at) "
+                       "VALUES ($1, $2, 'external', 'bench', now()) ON CONFLICT DO NOTHING",
+                       CALLER, TENANT)  # fmt: skip
+    # Bulk load: drop the index, COPY into an unlogged staging table, INSERT..SELECT, re-index.
+    await conn.execute("DROP INDEX IF EXISTS ix_memories_embedding_hnsw")
+    await conn.execute("CREATE UNLOGGED TABLE IF NOT EXISTS bench_stage "
+                       "(id bigint, embedding vector(384))")  # fmt: skip
+    await conn.execute("TRUNCATE bench_stage")
+    t0 = time.perf_counter()
+    for s in range(0, n, 100_000):
+        buf = copy_binary(s + 1, data[s : s + 100_000])
+        await conn.copy_to_table("bench_stage", source=io.BytesIO(buf), format="binary")
+    await conn.execute(
+        "INSERT INTO memories(id, tenant_id, caller_id, kind, text, embedding, importance, "
+        "created_at, updated_at) SELECT id, $1, $2, 'fact', 'synthetic memory ' || id, "
+        "embedding, 0.5, now(), now() FROM bench_stage ORDER BY id", TENANT, CALLER)  # fmt: skip
+    load_s = time.perf_counter() - t0
+    await conn.execute("DROP TABLE bench_stage")
+    await conn.execute("SELECT setval('memories_id_seq', (SELECT max(id) FROM memories))")
+    t0 = time.perf_counter()
+    await conn.execute("SET maintenance_work_mem = '6GB'")
+    await conn.execute("SET max_parallel_maintenance_workers = 2")
+    await conn.execute(
+        "CREATE INDEX ix_memories_embedding_hnsw ON memories USING hnsw "
+        f"(embedding vector_cosine_ops) WITH (m = {args.m}, ef_construction = {args.ef_construction})"
+    )
+    index_s = time.perf_counter() - t0
+    await conn.execute("VACUUM ANALYZE memories")
+    await conn.execute("SELECT pg_prewarm('ix_memories_embedding_hnsw')") if await conn.fetchval(
+        "SELECT count(*) FROM pg_available_extensions WHERE name='pg_prewarm'"
+    ) and await _try(conn, "CREATE EXTENSION IF NOT EXISTS pg_prewarm") else None
+
+    sql = ("SELECT id FROM memories WHERE tenant_id = $1 "
+           "ORDER BY embedding <=> $2::vector LIMIT 5")  # fmt: skip
+    qtext = ["[" + ",".join(f"{x:.7g}" for x in q.tolist()) + "]" for q in queries]
+    plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, TENANT, qtext[0]))
+    stmt = await conn.prepare(sql)
+    sweeps = []
+    for ef in args.ef_search:
+        await conn.execute(f"SET hnsw.ef_search = {ef}")
+        for q in qtext[:20]:  # warm-up
+            await stmt.fetch(TENANT, q)
+        lat, found = [], []
+        for q in qtext:
+            t = time.perf_counter()
+            rows = await stmt.fetch(TENANT, q)
+            lat.append((time.perf_counter() - t) * 1000)
+            found.append([r["id"] - 1 for r in rows])
+        sweeps.append({"ef_search": ef, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95),
+                       "recall_at_5": recall_at5(found, truth)})  # fmt: skip
+    return {
+        "insert_rows_per_s": round(n / load_s), "load_s": round(load_s, 1),
+        "index_build_s": round(index_s, 1), "uses_hnsw": "hnsw" in plan,
+        "index": f"hnsw m={args.m} ef_construction={args.ef_construction}",
+        "sweep": sweeps,
+    }  # fmt: skip
+
+
+async def _try(conn: Any, sql: str) -> bool:
+    try:
+        await conn.execute(sql)
+        return True
+    except Exception:
+        return False
+
+
+def bench_sqlite(args: argparse.Namespace, data: np.ndarray, queries: np.ndarray,
+                 truth: np.ndarray) -> dict[str, Any]:  # fmt: skip
+    import sqlite_vec
+
+    from voxline.memory.sqlite_driver import _extension_sqlite
+
+    sqlite = _extension_sqlite()
+    path = os.environ.get("BENCH_SQLITE_PATH") or tempfile.mktemp(suffix=".db")
+    asyncio.run(upgrade_async(path))
+    db = sqlite.connect(path)
+    db.enable_load_extension(True)
+    db.load_extension(sqlite_vec.loadable_path())
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("INSERT OR IGNORE INTO tenants(id, created_at) VALUES (?, datetime())", (TENANT,))
+    db.execute("INSERT OR IGNORE INTO callers(id, tenant_id, kind, value, created_at) "
+               "VALUES (?, ?, 'external', 'bench', datetime())", (CALLER, TENANT))  # fmt: skip
+    n = data.shape[0]
+    t0 = time.perf_counter()
+    db.executemany(
+        "INSERT INTO memories(id, tenant_id, caller_id, kind, text, embedding, importance, "
+        "created_at, updated_at) VALUES (?, ?, ?, 'fact', ?, ?, 0.5, datetime(), datetime())",
+        ((i + 1, TENANT, CALLER, f"synthetic memory {i + 1}", data[i].tobytes()) for i in range(n)),
+    )
+    db.commit()
+    load_s = time.perf_counter() - t0
+    sql = ("SELECT id FROM memories WHERE tenant_id = ? "
+           "ORDER BY vec_distance_cosine(embedding, ?) LIMIT 5")  # fmt: skip
+    for q in queries[:3]:
+        db.execute(sql, (TENANT, q.tobytes())).fetchall()
+    lat, found = [], []
+    for q in queries:
+        t = time.perf_counter()
+        rows = db.execute(sql, (TENANT, q.tobytes())).fetchall()
+        lat.append((time.perf_counter() - t) * 1000)
+        found.append([r[0] - 1 for r in rows])
+    db.close()
+    if not os.environ.get("BENCH_SQLITE_PATH"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(path + suffix).unlink(missing_ok=True)
+    return {
+        "insert_rows_per_s": round(n / load_s), "load_s": round(load_s, 1),
+        "index": "none (exact scan with sqlite-vec vec_distance_cosine)",
+        "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "recall_at_5": recall_at5(found, truth),
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", choices=["postgres", "sqlite"], default="sqlite")
+    ap.add_argument("--mode", choices=["retrieval", "injection"], default="retrieval")
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--clusters", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--m", type=int, default=16)
+    ap.add_argument("--ef-construction", type=int, default=64)
+    ap.add_argument("--ef-search", type=lambda s: [int(x) for x in s.split(",")],
+                    default=[20, 40, 80, 120])  # fmt: skip
+    args = ap.parse_args()
+    if args.mode == "injection":
+        from benchmarks_injection import run_injection  # type: ignore[import-not-found]
+
+        print(json.dumps(asyncio.run(run_injection(args))))
+        return
+    t0 = time.perf_counter()
+    data, queries = make_data(args.n, args.queries, args.clusters, args.seed)
+    truth = exact_top5(data, queries)
+    gen_s = time.perf_counter() - t0
+    if args.backend == "postgres":
+        res = asyncio.run(bench_postgres(args, data, queries, truth))
+    else:
+        res = bench_sqlite(args, data, queries, truth)
+    print(json.dumps({"backend": args.backend, "n": args.n, "dim": DIM, "queries": args.queries,
+                      "clusters": args.clusters, "datagen_s": round(gen_s, 1), **res}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
