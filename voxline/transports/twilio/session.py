@@ -1,0 +1,131 @@
+"""Everything that belongs to one streamed call, handed to the app's ``on_stream``.
+
+``on_stream(websocket, call)`` only has to put ``call.transport``, ``call.heard``'s two
+processors and ``call.transcript_observer`` into its pipeline and register
+``call.control``'s tools; the router owns the call record before and after.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+from fastapi import WebSocket
+from pipecat.frames.frames import InputDTMFFrame, TranscriptionFrame
+from pipecat.observers.base_observer import BaseObserver, FramePushed
+
+from .heard import HeardLine, HeardTextTracker
+from .marks import MarkLedger
+from .messages import CallInfo
+from .records import CallRecords, TranscriptLine
+from .rest import TwilioRestClient
+from .serializer import VoxlineTwilioSerializer
+from .tools import CallControl
+from .transport import TwilioStreamTransport, twilio_transport_params
+
+log = logging.getLogger("voxline.twilio")
+
+
+class TranscriptObserver(BaseObserver):
+    """Appends the caller's final transcriptions and keypad digits to the call record."""
+
+    def __init__(self, call_sid: str, records: CallRecords) -> None:
+        super().__init__(observe_every_push=False)
+        self._call_sid = call_sid
+        self._records = records
+        self._seen: deque[int] = deque(maxlen=256)  # a frame may be reported by several hops
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        frame = data.frame
+        if not isinstance(frame, (TranscriptionFrame, InputDTMFFrame)) or frame.id in self._seen:
+            return
+        self._seen.append(frame.id)
+        if isinstance(frame, TranscriptionFrame):
+            line = TranscriptLine("user", frame.text)
+        else:
+            line = TranscriptLine("dtmf", str(frame.button.value))
+        await self._records.append_transcript(self._call_sid, line)
+
+
+@dataclass
+class TwilioCall:
+    """One call: its identity, transport, heard-text tracker, tools and record."""
+
+    info: CallInfo
+    websocket: WebSocket
+    transport: TwilioStreamTransport
+    heard: HeardTextTracker
+    control: CallControl
+    transcript_observer: TranscriptObserver
+    records: CallRecords
+    end_reason: str | None = None  # set by tools ("agent_hung_up", "transferred")
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def call_id(self) -> str:
+        return self.info.call_sid
+
+    @property
+    def serializer(self) -> VoxlineTwilioSerializer:
+        return self.transport.serializer
+
+    @property
+    def ledger(self) -> MarkLedger:
+        return self.serializer.ledger
+
+    def stats(self) -> dict[str, int]:
+        s = self.serializer.stats
+        m = self.ledger.stats
+        return {
+            "media_in": s.media_in, "media_out": s.media_out, "malformed": s.malformed,
+            "unknown_events": s.unknown_events, "reordered": s.reordered,
+            "late_dropped": s.late_dropped, "gaps_skipped": s.gaps_skipped, "dtmf": s.dtmf,
+            "marks_sent": m.sent, "marks_echoed": m.echoed, "marks_retired": m.retired,
+            "audio_in_dropped": self.transport.input().audio_dropped,
+        }
+
+    @classmethod
+    def create(
+        cls,
+        websocket: WebSocket,
+        info: CallInfo,
+        *,
+        records: CallRecords,
+        rest: TwilioRestClient | None,
+        lead_secs: float = 0.06,
+        max_audio_backlog: int = 100,
+        interrupted_marker: str | None = " [interrupted]",
+    ) -> TwilioCall:
+        params = twilio_transport_params()
+        serializer = VoxlineTwilioSerializer(
+            info.stream_sid,
+            call_id=info.call_sid,
+            first_sequence=info.start_sequence,
+            sample_rate=params.audio_in_sample_rate,
+        )
+        transport = TwilioStreamTransport(
+            websocket, serializer, params=params, lead_secs=lead_secs,
+            max_audio_backlog=max_audio_backlog,
+        )
+
+        async def on_heard(line: HeardLine) -> None:
+            await records.append_transcript(
+                info.call_sid, TranscriptLine("assistant", line.text, interrupted=line.interrupted)
+            )
+
+        heard = HeardTextTracker(
+            serializer.ledger, call_id=info.call_sid,
+            interrupted_marker=interrupted_marker, on_heard=on_heard,
+        )
+        call = cls(
+            info=info,
+            websocket=websocket,
+            transport=transport,
+            heard=heard,
+            control=None,  # type: ignore[arg-type]  # set just below; it needs `call`
+            transcript_observer=TranscriptObserver(info.call_sid, records),
+            records=records,
+        )
+        call.control = CallControl(call, rest)
+        return call
