@@ -74,8 +74,17 @@ def recall_at5(found: list[list[int]], truth: np.ndarray) -> float:
 def copy_binary(ids_from: int, vecs: np.ndarray) -> bytes:
     """PGCOPY binary rows (id bigint, embedding vector) built with numpy, not a Python loop."""
     n = vecs.shape[0]
-    row = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("id", ">i8"), ("l2", ">i4"),
-                    ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (DIM,))])  # fmt: skip
+    row = np.dtype(
+        [
+            ("nf", ">i2"),
+            ("l1", ">i4"),
+            ("id", ">i8"),
+            ("l2", ">i4"),
+            ("dim", ">i2"),
+            ("unused", ">i2"),
+            ("v", ">f4", (DIM,)),
+        ]
+    )
     rows = np.empty(n, dtype=row)
     rows["nf"], rows["l1"], rows["l2"] = 2, 8, 4 + 4 * DIM
     rows["id"] = np.arange(ids_from, ids_from + n)
@@ -83,8 +92,9 @@ def copy_binary(ids_from: int, vecs: np.ndarray) -> bytes:
     return b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0) + rows.tobytes() + b"\xff\xff"
 
 
-async def bench_postgres(args: argparse.Namespace, data: np.ndarray, queries: np.ndarray,
-                         truth: np.ndarray) -> dict[str, Any]:  # fmt: skip
+async def bench_postgres(
+    args: argparse.Namespace, data: np.ndarray, queries: np.ndarray, truth: np.ndarray
+) -> dict[str, Any]:
     import asyncpg
 
     from voxline.memory.embedded_pg import EmbeddedPostgres
@@ -92,11 +102,16 @@ async def bench_postgres(args: argparse.Namespace, data: np.ndarray, queries: np
     server = None
     url = os.environ.get("DATABASE_URL")
     if not url:
-        server = EmbeddedPostgres(settings={
-            "shared_buffers": "3GB", "maintenance_work_mem": "6GB",
-            "max_parallel_maintenance_workers": "2", "max_wal_size": "20GB",
-            "checkpoint_timeout": "1h", "work_mem": "64MB",
-        })  # fmt: skip
+        server = EmbeddedPostgres(
+            settings={
+                "shared_buffers": "3GB",
+                "maintenance_work_mem": "6GB",
+                "max_parallel_maintenance_workers": "2",
+                "max_wal_size": "20GB",
+                "checkpoint_timeout": "1h",
+                "work_mem": "64MB",
+            }
+        )
         url = server.start()
     try:
         await upgrade_async(url)
@@ -110,19 +125,25 @@ async def bench_postgres(args: argparse.Namespace, data: np.ndarray, queries: np
             server.cleanup()
 
 
-async def _pg_load_and_query(conn: Any, args: argparse.Namespace, data: np.ndarray,
-                             queries: np.ndarray, truth: np.ndarray) -> dict[str, Any]:  # fmt: skip
+async def _pg_load_and_query(
+    conn: Any, args: argparse.Namespace, data: np.ndarray, queries: np.ndarray, truth: np.ndarray
+) -> dict[str, Any]:
     n = data.shape[0]
     await conn.execute("DELETE FROM memories WHERE tenant_id=$1", TENANT)
-    await conn.execute("INSERT INTO tenants(id, created_at) VALUES ($1, now()) "
-                       "ON CONFLICT DO NOTHING", TENANT)  # fmt: skip
-    await conn.execute("INSERT INTO callers(id, tenant_id, kind, value, created_at) "
-                       "VALUES ($1, $2, 'external', 'bench', now()) ON CONFLICT DO NOTHING",
-                       CALLER, TENANT)  # fmt: skip
+    await conn.execute(
+        "INSERT INTO tenants(id, created_at) VALUES ($1, now()) ON CONFLICT DO NOTHING", TENANT
+    )
+    await conn.execute(
+        "INSERT INTO callers(id, tenant_id, kind, value, created_at) "
+        "VALUES ($1, $2, 'external', 'bench', now()) ON CONFLICT DO NOTHING",
+        CALLER,
+        TENANT,
+    )
     # Bulk load: drop the index, COPY into an unlogged staging table, INSERT..SELECT, re-index.
     await conn.execute("DROP INDEX IF EXISTS ix_memories_embedding_hnsw")
-    await conn.execute("CREATE UNLOGGED TABLE IF NOT EXISTS bench_stage "
-                       "(id bigint, embedding vector(384))")  # fmt: skip
+    await conn.execute(
+        "CREATE UNLOGGED TABLE IF NOT EXISTS bench_stage (id bigint, embedding vector(384))"
+    )
     await conn.execute("TRUNCATE bench_stage")
     t0 = time.perf_counter()
     for s in range(0, n, 100_000):
@@ -131,7 +152,10 @@ async def _pg_load_and_query(conn: Any, args: argparse.Namespace, data: np.ndarr
     await conn.execute(
         "INSERT INTO memories(id, tenant_id, caller_id, kind, text, embedding, importance, "
         "created_at, updated_at) SELECT id, $1, $2, 'fact', 'synthetic memory ' || id, "
-        "embedding, 0.5, now(), now() FROM bench_stage ORDER BY id", TENANT, CALLER)  # fmt: skip
+        "embedding, 0.5, now(), now() FROM bench_stage ORDER BY id",
+        TENANT,
+        CALLER,
+    )
     load_s = time.perf_counter() - t0
     await conn.execute("DROP TABLE bench_stage")
     await conn.execute("SELECT setval('memories_id_seq', (SELECT max(id) FROM memories))")
@@ -140,7 +164,8 @@ async def _pg_load_and_query(conn: Any, args: argparse.Namespace, data: np.ndarr
     await conn.execute("SET max_parallel_maintenance_workers = 2")
     await conn.execute(
         "CREATE INDEX ix_memories_embedding_hnsw ON memories USING hnsw "
-        f"(embedding vector_cosine_ops) WITH (m = {args.m}, ef_construction = {args.ef_construction})"
+        f"(embedding vector_cosine_ops) WITH (m = {args.m}, "
+        f"ef_construction = {args.ef_construction})"
     )
     index_s = time.perf_counter() - t0
     await conn.execute("VACUUM ANALYZE memories")
@@ -148,8 +173,7 @@ async def _pg_load_and_query(conn: Any, args: argparse.Namespace, data: np.ndarr
         "SELECT count(*) FROM pg_available_extensions WHERE name='pg_prewarm'"
     ) and await _try(conn, "CREATE EXTENSION IF NOT EXISTS pg_prewarm") else None
 
-    sql = ("SELECT id FROM memories WHERE tenant_id = $1 "
-           "ORDER BY embedding <=> $2::vector LIMIT 5")  # fmt: skip
+    sql = "SELECT id FROM memories WHERE tenant_id = $1 ORDER BY embedding <=> $2::vector LIMIT 5"
     qtext = ["[" + ",".join(f"{x:.7g}" for x in q.tolist()) + "]" for q in queries]
     plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, TENANT, qtext[0]))
     stmt = await conn.prepare(sql)
@@ -164,14 +188,22 @@ async def _pg_load_and_query(conn: Any, args: argparse.Namespace, data: np.ndarr
             rows = await stmt.fetch(TENANT, q)
             lat.append((time.perf_counter() - t) * 1000)
             found.append([r["id"] - 1 for r in rows])
-        sweeps.append({"ef_search": ef, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95),
-                       "recall_at_5": recall_at5(found, truth)})  # fmt: skip
+        sweeps.append(
+            {
+                "ef_search": ef,
+                "p50_ms": pct(lat, 50),
+                "p95_ms": pct(lat, 95),
+                "recall_at_5": recall_at5(found, truth),
+            }
+        )
     return {
-        "insert_rows_per_s": round(n / load_s), "load_s": round(load_s, 1),
-        "index_build_s": round(index_s, 1), "uses_hnsw": "hnsw" in plan,
+        "insert_rows_per_s": round(n / load_s),
+        "load_s": round(load_s, 1),
+        "index_build_s": round(index_s, 1),
+        "uses_hnsw": "hnsw" in plan,
         "index": f"hnsw m={args.m} ef_construction={args.ef_construction}",
         "sweep": sweeps,
-    }  # fmt: skip
+    }
 
 
 async def _try(conn: Any, sql: str) -> bool:
@@ -182,8 +214,9 @@ async def _try(conn: Any, sql: str) -> bool:
         return False
 
 
-def bench_sqlite(args: argparse.Namespace, data: np.ndarray, queries: np.ndarray,
-                 truth: np.ndarray) -> dict[str, Any]:  # fmt: skip
+def bench_sqlite(
+    args: argparse.Namespace, data: np.ndarray, queries: np.ndarray, truth: np.ndarray
+) -> dict[str, Any]:
     import sqlite_vec
 
     from voxline.memory.sqlite_driver import _extension_sqlite
@@ -196,8 +229,11 @@ def bench_sqlite(args: argparse.Namespace, data: np.ndarray, queries: np.ndarray
     db.load_extension(sqlite_vec.loadable_path())
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("INSERT OR IGNORE INTO tenants(id, created_at) VALUES (?, datetime())", (TENANT,))
-    db.execute("INSERT OR IGNORE INTO callers(id, tenant_id, kind, value, created_at) "
-               "VALUES (?, ?, 'external', 'bench', datetime())", (CALLER, TENANT))  # fmt: skip
+    db.execute(
+        "INSERT OR IGNORE INTO callers(id, tenant_id, kind, value, created_at) "
+        "VALUES (?, ?, 'external', 'bench', datetime())",
+        (CALLER, TENANT),
+    )
     n = data.shape[0]
     t0 = time.perf_counter()
     db.executemany(
@@ -207,8 +243,10 @@ def bench_sqlite(args: argparse.Namespace, data: np.ndarray, queries: np.ndarray
     )
     db.commit()
     load_s = time.perf_counter() - t0
-    sql = ("SELECT id FROM memories WHERE tenant_id = ? "
-           "ORDER BY vec_distance_cosine(embedding, ?) LIMIT 5")  # fmt: skip
+    sql = (
+        "SELECT id FROM memories WHERE tenant_id = ? "
+        "ORDER BY vec_distance_cosine(embedding, ?) LIMIT 5"
+    )
     for q in queries[:3]:
         db.execute(sql, (TENANT, q.tobytes())).fetchall()
     lat, found = [], []
@@ -222,10 +260,13 @@ def bench_sqlite(args: argparse.Namespace, data: np.ndarray, queries: np.ndarray
         for suffix in ("", "-wal", "-shm"):
             Path(path + suffix).unlink(missing_ok=True)
     return {
-        "insert_rows_per_s": round(n / load_s), "load_s": round(load_s, 1),
+        "insert_rows_per_s": round(n / load_s),
+        "load_s": round(load_s, 1),
         "index": "none (exact scan with sqlite-vec vec_distance_cosine)",
-        "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "recall_at_5": recall_at5(found, truth),
-    }  # fmt: skip
+        "p50_ms": pct(lat, 50),
+        "p95_ms": pct(lat, 95),
+        "recall_at_5": recall_at5(found, truth),
+    }
 
 
 def main() -> None:
@@ -238,8 +279,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--m", type=int, default=16)
     ap.add_argument("--ef-construction", type=int, default=64)
-    ap.add_argument("--ef-search", type=lambda s: [int(x) for x in s.split(",")],
-                    default=[20, 40, 80, 120])  # fmt: skip
+    ap.add_argument(
+        "--ef-search", type=lambda s: [int(x) for x in s.split(",")], default=[20, 40, 80, 120]
+    )
     args = ap.parse_args()
     if args.mode == "injection":
         from benchmarks_injection import run_injection  # type: ignore[import-not-found]
@@ -254,8 +296,19 @@ def main() -> None:
         res = asyncio.run(bench_postgres(args, data, queries, truth))
     else:
         res = bench_sqlite(args, data, queries, truth)
-    print(json.dumps({"backend": args.backend, "n": args.n, "dim": DIM, "queries": args.queries,
-                      "clusters": args.clusters, "datagen_s": round(gen_s, 1), **res}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "backend": args.backend,
+                "n": args.n,
+                "dim": DIM,
+                "queries": args.queries,
+                "clusters": args.clusters,
+                "datagen_s": round(gen_s, 1),
+                **res,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

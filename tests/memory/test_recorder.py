@@ -12,15 +12,30 @@ from voxline.memory import CallRecorder, RecorderOptions, Store, open_store
 
 def _turn(i: int) -> dict:
     now = datetime.now(UTC)
-    return dict(index=i, role="user" if i % 2 == 0 else "assistant", text=f"turn {i}",
-                heard=None, started_at=now, ended_at=now, interrupted=False,
-                latency_ms={"ttfb": 300.0 + i})
+    return dict(
+        index=i,
+        role="user" if i % 2 == 0 else "assistant",
+        text=f"turn {i}",
+        heard=None,
+        started_at=now,
+        ended_at=now,
+        interrupted=False,
+        latency_ms={"ttfb": 300.0 + i},
+    )
 
 
 def _start(rec: CallRecorder, tenant: str, call_id: str) -> bool:
-    return rec.start_call(tenant, call_id=call_id, channel="sim", direction="inbound",
-                          from_="+15551112222", to="+15550000000", agent="a",
-                          caller_key="+15551112222", model_versions={})
+    return rec.start_call(
+        tenant,
+        call_id=call_id,
+        channel="sim",
+        direction="inbound",
+        from_="+15551112222",
+        to="+15550000000",
+        agent="a",
+        caller_key="+15551112222",
+        model_versions={},
+    )
 
 
 async def test_writes_in_order_and_flush(store: Store, tenant: str) -> None:
@@ -29,8 +44,15 @@ async def test_writes_in_order_and_flush(store: Store, tenant: str) -> None:
     assert _start(rec, tenant, cid)
     for i in range(20):
         assert rec.add_turn(cid, **_turn(i))
-    assert rec.add_tool_call(cid, turn_index=3, name="lookup", arguments={"q": 1}, result=[1],
-                             duration_ms=2.0, error=None)
+    assert rec.add_tool_call(
+        cid,
+        turn_index=3,
+        name="lookup",
+        arguments={"q": 1},
+        result=[1],
+        duration_ms=2.0,
+        error=None,
+    )
     assert rec.end_call(cid, status="completed", end_reason="hangup")
     assert await rec.flush(10)
     await rec.close()

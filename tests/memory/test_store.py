@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -8,27 +9,44 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from mem_helpers import make_call, new_call_id
 
 from voxline.memory import Store, StoreError, TenantMismatch, open_store
 from voxline.memory.migrate import SchemaError
-
-from mem_helpers import make_call, new_call_id
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_call_round_trip(store: Store, tenant: str) -> None:
     cid = await make_call(store, tenant, turns=[("user", "Hello"), ("assistant", "Hi there")])
-    await store.add_tool_call(cid, turn_index=1, name="book_table", arguments={"people": 2},
-                              result={"ok": True}, duration_ms=12.5, error=None)
-    await store.end_call(cid, status="completed", end_reason="caller-hangup",
-                         ended_at=datetime.now(UTC), cost_usd=0.0123)
+    await store.add_tool_call(
+        cid,
+        turn_index=1,
+        name="book_table",
+        arguments={"people": 2},
+        result={"ok": True},
+        duration_ms=12.5,
+        error=None,
+    )
+    await store.end_call(
+        cid,
+        status="completed",
+        end_reason="caller-hangup",
+        ended_at=datetime.now(UTC),
+        cost_usd=0.0123,
+    )
     call = await store.get_call(tenant, cid)
     assert call is not None
-    assert (call.status, call.end_reason, call.agent) == ("completed", "caller-hangup", "front-desk")
+    assert (call.status, call.end_reason, call.agent) == (
+        "completed",
+        "caller-hangup",
+        "front-desk",
+    )
     assert call.model_versions == {"llm": "qwen2.5-0.5b", "prompt": "v3"}
     assert [t.text for t in call.turns] == ["Hello", "Hi there"]
-    assert call.tool_calls[0].arguments == {"people": 2} and call.tool_calls[0].result == {"ok": True}
+    assert call.tool_calls[0].arguments == {"people": 2} and call.tool_calls[0].result == {
+        "ok": True
+    }
     assert call.latency_stats["ttfb"]["n"] == 2
     assert call.cost_usd == pytest.approx(0.0123)
     assert call.started_at.tzinfo is not None
@@ -37,14 +55,40 @@ async def test_call_round_trip(store: Store, tenant: str) -> None:
 async def test_writes_are_idempotent(store: Store, tenant: str) -> None:
     """A retried write (lost acknowledgement) must not duplicate rows."""
     cid = await make_call(store, tenant, turns=[("user", "one")])
-    await store.start_call(tenant, call_id=cid, channel="sim", direction="inbound", from_=None,
-                           to=None, agent="front-desk", caller_key=None, model_versions={})
+    await store.start_call(
+        tenant,
+        call_id=cid,
+        channel="sim",
+        direction="inbound",
+        from_=None,
+        to=None,
+        agent="front-desk",
+        caller_key=None,
+        model_versions={},
+    )
     now = datetime.now(UTC)
     for _ in range(2):
-        await store.add_turn(cid, index=0, role="user", text="one", heard=None, started_at=now,
-                             ended_at=now, interrupted=False, latency_ms={})
-        await store.add_tool_call(cid, turn_index=0, name="t", arguments={}, result=None,
-                                  duration_ms=1.0, error="boom", tool_call_id="tc-1")
+        await store.add_turn(
+            cid,
+            index=0,
+            role="user",
+            text="one",
+            heard=None,
+            started_at=now,
+            ended_at=now,
+            interrupted=False,
+            latency_ms={},
+        )
+        await store.add_tool_call(
+            cid,
+            turn_index=0,
+            name="t",
+            arguments={},
+            result=None,
+            duration_ms=1.0,
+            error="boom",
+            tool_call_id="tc-1",
+        )
     call = await store.get_call(tenant, cid)
     assert call is not None and len(call.turns) == 1 and len(call.tool_calls) == 1
 
@@ -67,8 +111,17 @@ async def test_tenant_cannot_read_or_change_another_tenants_calls(
     assert await store.list_calls(other_tenant) == []
     assert await store.list_calls(other_tenant, caller_key="+15551230001") == []
     with pytest.raises(TenantMismatch):
-        await store.start_call(other_tenant, call_id=cid, channel="sim", direction="inbound",
-                               from_=None, to=None, agent="x", caller_key=None, model_versions={})
+        await store.start_call(
+            other_tenant,
+            call_id=cid,
+            channel="sim",
+            direction="inbound",
+            from_=None,
+            to=None,
+            agent="x",
+            caller_key=None,
+            model_versions={},
+        )
     with pytest.raises(TenantMismatch):
         await store.call_owner(other_tenant, cid)
     counts = await store.forget(other_tenant, "+15551230001")
@@ -79,8 +132,17 @@ async def test_tenant_cannot_read_or_change_another_tenants_calls(
 
 async def test_turn_for_unknown_call_is_a_permanent_error(store: Store) -> None:
     with pytest.raises(StoreError) as e:
-        await store.add_turn("no-such-call", index=0, role="user", text="x", heard=None,
-                             started_at=None, ended_at=None, interrupted=False, latency_ms={})
+        await store.add_turn(
+            "no-such-call",
+            index=0,
+            role="user",
+            text="x",
+            heard=None,
+            started_at=None,
+            ended_at=None,
+            interrupted=False,
+            latency_ms={},
+        )
     assert e.value.retryable is False
 
 
@@ -112,9 +174,15 @@ async def test_killed_process_keeps_turns_and_call_is_swept(
     store: Store, database_url: str, tenant: str
 ) -> None:
     call_id = new_call_id()
-    proc = subprocess.run([sys.executable, "-c", CHILD, database_url, tenant, call_id],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", CHILD, database_url, tenant, call_id],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == -9, proc.stderr[-2000:]
     call = await store.get_call(tenant, call_id)
     assert call is not None and call.status == "in-progress"

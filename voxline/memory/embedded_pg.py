@@ -109,9 +109,17 @@ class EmbeddedPostgres:
             _ensure_user(self.os_user)
             shutil.chown(self.base_dir, self.os_user, self.os_user)
         self._run(
-            "initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
-            "-E", "UTF8", "--no-sync", "--locale=C",
-        )  # fmt: skip
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        )
 
     def start(self) -> str:
         """initdb on first start, start the server, create the database + `vector`; returns url."""
@@ -126,9 +134,18 @@ class EmbeddedPostgres:
             f"-c unix_socket_directories={self.base_dir}",
         ] + [f"-c {k}={v}" for k, v in self.settings.items()]
         self._run(
-            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file),
-            "-o", " ".join(opts), "-w", "-t", "60", "start",
-        )  # fmt: skip
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-o",
+            " ".join(opts),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         if fresh:
             self._psql("postgres", f'CREATE DATABASE "{self.dbname}"')
             self._psql(self.dbname, "CREATE EXTENSION IF NOT EXISTS vector")
@@ -136,9 +153,20 @@ class EmbeddedPostgres:
 
     def _psql(self, db: str, sql: str) -> str:
         return self._run(
-            "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db,
-            "-v", "ON_ERROR_STOP=1", "-Atc", sql,
-        )  # fmt: skip
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-Atc",
+            sql,
+        )
 
     def create_database(self, name: str) -> str:
         """A fresh database with `vector` on this server; returns its SQLAlchemy url."""
@@ -153,8 +181,9 @@ class EmbeddedPostgres:
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=1
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1),
             ):
                 return
             time.sleep(0.1)

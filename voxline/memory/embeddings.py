@@ -102,13 +102,15 @@ class LocalMiniLM:
     name = "all-MiniLM-L6-v2-int8"
     dim = EMBED_DIM
 
-    def __init__(self, model_path: Path | None = None, *, threads: int = 1,
-                 max_tokens: int = 256) -> None:  # fmt: skip
+    def __init__(
+        self, model_path: Path | None = None, *, threads: int = 1, max_tokens: int = 256
+    ) -> None:
         ort = require("onnxruntime", "local")
         tokenizers = require("tokenizers", "local")
         onnx = verified(model_path or _default_onnx_path(), MINILM_ONNX)
-        tok_path = verified(Path(__file__).parent / "data" / "minilm-tokenizer.json",
-                            MINILM_TOKENIZER)  # fmt: skip
+        tok_path = verified(
+            Path(__file__).parent / "data" / "minilm-tokenizer.json", MINILM_TOKENIZER
+        )
         self._tok = tokenizers.Tokenizer.from_file(str(tok_path))
         self._tok.enable_truncation(max_tokens)
         self._tok.enable_padding()
@@ -124,8 +126,9 @@ class LocalMiniLM:
             enc = self._tok.encode_batch(texts)
         ids = np.array([e.ids for e in enc], dtype=np.int64)
         mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-        hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                          "token_type_ids": np.zeros_like(ids)})[0]  # fmt: skip
+        hidden = self._session.run(
+            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        )[0]
         pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
         return (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32)
 
@@ -145,8 +148,13 @@ class OpenAIEmbedder:
 
     dim = EMBED_DIM
 
-    def __init__(self, *, model: str = "text-embedding-3-small", api_key: str | None = None,
-                 base_url: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        model: str = "text-embedding-3-small",
+        api_key: str | None = None,
+        base_url: str | None = None,
+    ) -> None:
         openai = require("openai", "openai")
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
@@ -159,8 +167,9 @@ class OpenAIEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         try:
-            res = await self._client.embeddings.create(model=self.name, input=texts,
-                                                       dimensions=self.dim)  # fmt: skip
+            res = await self._client.embeddings.create(
+                model=self.name, input=texts, dimensions=self.dim
+            )
         except self._openai.APIStatusError as e:
             raise ProviderError.from_status(e.status_code, str(e)) from e
         except self._openai.APIError as e:

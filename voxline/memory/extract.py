@@ -46,7 +46,7 @@ Transcript:
 {transcript}"""
 
 _NAME = re.compile(
-    r"\b(?:my name is|my name's|call me|this is)\s+([A-Z][a-z'-]+(?:\s+[A-Z][a-z'-]+)?)"
+    r"\b(?i:my name is|my name's|call me|this is)\s+([A-Z][a-z'-]+(?:\s+[A-Z][a-z'-]+)?)"
 )
 _PREF = re.compile(r"\bi(?: would|'d)? (?:prefer|like|love|always want)\s+([^.?!]{3,80})", re.I)
 _PROBLEM = re.compile(r"\b(?:problem|issue|broken|not working|doesn't work|complain\w*)\b", re.I)
@@ -85,7 +85,9 @@ def rule_facts(lines: Sequence[Line]) -> list[Fact]:
                     facts.append(Fact("name", f"The caller's name is {m.group(1)}.", 0.9))
                 m = _PREF.search(sent)
                 if m:
-                    facts.append(Fact("preference", f"The caller prefers {m.group(1).strip()}.", 0.6))
+                    facts.append(
+                        Fact("preference", f"The caller prefers {m.group(1).strip()}.", 0.6)
+                    )
                 if _PROBLEM.search(sent):
                     facts.append(Fact("problem", f"The caller reported: {sent}", 0.7))
             elif ln.role == "assistant":
@@ -115,8 +117,9 @@ def parse_llm_answer(answer: str) -> tuple[str, list[Fact]] | None:
         return None
 
 
-async def summarize_and_extract(lines: Sequence[Line], summarize: Summarizer | None,
-                                call_id: str) -> tuple[str, list[Fact]]:  # fmt: skip
+async def summarize_and_extract(
+    lines: Sequence[Line], summarize: Summarizer | None, call_id: str
+) -> tuple[str, list[Fact]]:
     if summarize is not None:
         try:
             prompt = PROMPT.format(kinds=", ".join(DEFAULT_KINDS), transcript=render(lines))
@@ -125,6 +128,7 @@ async def summarize_and_extract(lines: Sequence[Line], summarize: Summarizer | N
                 return parsed
             log.warning("%s summarizer answer unparseable; using extractive fallback", call_id)
         except Exception as e:  # the summarizer is the agent's LLM: anything may fail
-            log.warning("%s summarizer failed (%s); using extractive fallback", call_id,
-                        type(e).__name__)  # fmt: skip
+            log.warning(
+                "%s summarizer failed (%s); using extractive fallback", call_id, type(e).__name__
+            )
     return extractive_summary(lines), rule_facts(lines)

@@ -103,7 +103,8 @@ _ACQUIRE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+if not redis.call('ZSCORE', KEYS[1], ARGV[1])
+   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
   return 0
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
@@ -160,8 +161,9 @@ class RedisLiveState:
         return max(1, int(s * 1000))
 
     async def heartbeat(self, owner: str, call_ids: list[str], ttl_s: float) -> None:
-        await self._hb(keys=[f"{self.p}proc:{owner}", owner],
-                       args=[self.p, self._ms(ttl_s), *call_ids])  # fmt: skip
+        await self._hb(
+            keys=[f"{self.p}proc:{owner}", owner], args=[self.p, self._ms(ttl_s), *call_ids]
+        )
 
     async def process_alive(self, owner: str) -> bool:
         return bool(await self.r.exists(f"{self.p}proc:{owner}"))
@@ -194,8 +196,9 @@ class RedisLiveState:
 
     async def hit_rate(self, tenant: str, key: str, limit: int, window_s: float) -> bool:
         window = int(time.time() // window_s)  # window id only; expiry is server-side
-        n = await self._rate(keys=[f"{self.p}rate:{tenant}:{key}:{window}"],
-                             args=[self._ms(window_s) + 1000])  # fmt: skip
+        n = await self._rate(
+            keys=[f"{self.p}rate:{tenant}:{key}:{window}"], args=[self._ms(window_s) + 1000]
+        )
         return int(n) <= limit
 
     async def close(self) -> None:

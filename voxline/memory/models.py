@@ -60,7 +60,9 @@ class Call(Base):
     from_addr: Mapped[str | None] = mapped_column(sa.String(255))
     to_addr: Mapped[str | None] = mapped_column(sa.String(255))
     agent: Mapped[str] = mapped_column(sa.String(128))
-    status: Mapped[str] = mapped_column(sa.String(24))  # in-progress | completed | failed | abandoned
+    status: Mapped[str] = mapped_column(
+        sa.String(24)
+    )  # in-progress | completed | failed | abandoned
     owner: Mapped[str | None] = mapped_column(sa.String(200))  # process that holds the call
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -45,7 +45,10 @@ class WritePolicy(BaseModel):
 
 
 class RetrievalProfile(BaseModel):
-    """score = similarity^w_sim × recency^w_rec × importance^w_imp (weights 0 switch a factor off)."""
+    """score = similarity^w_sim × recency^w_rec × importance^w_imp.
+
+    A weight of 0 switches its factor off; recency halves every `half_life_days`.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -58,8 +61,9 @@ class RetrievalProfile(BaseModel):
     min_score: float = Field(default=0.0, ge=0)
     budget_ms: float = Field(default=200.0, gt=0)
 
-    def score(self, *, similarity: float | None, last: datetime, importance: float,
-              now: datetime) -> float:  # fmt: skip
+    def score(
+        self, *, similarity: float | None, last: datetime, importance: float, now: datetime
+    ) -> float:
         sim = 1.0 if similarity is None else max(0.01, min(1.0, similarity))
         age_days = max(0.0, (now - last).total_seconds() / 86400)
         recency = math.pow(0.5, age_days / self.half_life_days)

@@ -83,19 +83,23 @@ class CallRecorder:
 
     # -- the calls the session makes (same arguments as Store) ----------------------
     def start_call(self, tenant: str, **kw: Any) -> bool:
-        return self._submit(kw["call_id"], "start_call", lambda: self.store.start_call(tenant, **kw))
+        return self._submit(
+            kw["call_id"], "start_call", lambda: self.store.start_call(tenant, **kw)
+        )
 
     def add_turn(self, call_id: str, **kw: Any) -> bool:
         return self._submit(call_id, "add_turn", lambda: self.store.add_turn(call_id, **kw))
 
     def add_tool_call(self, call_id: str, **kw: Any) -> bool:
         kw.setdefault("tool_call_id", str(uuid.uuid4()))  # fixed now: retries stay idempotent
-        return self._submit(call_id, "add_tool_call",
-                            lambda: self.store.add_tool_call(call_id, **kw))  # fmt: skip
+        return self._submit(
+            call_id, "add_tool_call", lambda: self.store.add_tool_call(call_id, **kw)
+        )
 
     def end_call(self, call_id: str, *, ended_at: datetime | None = None, **kw: Any) -> bool:
-        return self._submit(call_id, "end_call",
-                            lambda: self.store.end_call(call_id, ended_at=ended_at, **kw))  # fmt: skip
+        return self._submit(
+            call_id, "end_call", lambda: self.store.end_call(call_id, ended_at=ended_at, **kw)
+        )
 
     # -- the writer ---------------------------------------------------------------------
     async def _run(self) -> None:
@@ -123,12 +127,17 @@ class CallRecorder:
                     return
                 self.stats.retries += 1
                 if self.stats.retries % 20 == 1:
-                    log.warning("%s %s waiting for database (%d pending): %s",
-                                op.call_id, op.name, len(self._queue), e)  # fmt: skip
+                    log.warning(
+                        "%s %s waiting for database (%d pending): %s",
+                        op.call_id,
+                        op.name,
+                        len(self._queue),
+                        e,
+                    )
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.options.backoff_max_s)
 
-    async def flush(self, timeout: float | None = None) -> bool:
+    async def flush(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait until every acknowledged write is in the database. False on timeout."""
         if self._task is None:
             return not self._queue

@@ -17,9 +17,22 @@ SSN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b")
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b")
 
 HEALTH_TERMS = (
-    "diagnos", "prescri", "medication", "cancer", "diabetes", "hiv", "pregnan", "therapy",
-    "depress", "disease", "illness", "surgery", "symptom", "blood pressure", "allerg",
-)  # fmt: skip
+    "diagnos",
+    "prescri",
+    "medication",
+    "cancer",
+    "diabetes",
+    "hiv",
+    "pregnan",
+    "therapy",
+    "depress",
+    "disease",
+    "illness",
+    "surgery",
+    "symptom",
+    "blood pressure",
+    "allerg",
+)
 
 
 def luhn_ok(digits: str) -> bool:

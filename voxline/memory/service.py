@@ -49,9 +49,15 @@ class RememberResult:
 
 
 class MemoryService:
-    def __init__(self, store: Store, embedder: Embedder, *,
-                 profile: RetrievalProfile | None = None, policy: WritePolicy | None = None,
-                 actor: str = "agent") -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        *,
+        profile: RetrievalProfile | None = None,
+        policy: WritePolicy | None = None,
+        actor: str = "agent",
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.profile = profile or RetrievalProfile()
@@ -60,8 +66,13 @@ class MemoryService:
         self.stats = RecallStats()
 
     # -- recall -----------------------------------------------------------------------
-    async def recall(self, tenant: str, caller_key: str | CallerKey, query: str | None = None,
-                     budget_ms: float | None = None) -> list[Recalled]:  # fmt: skip
+    async def recall(
+        self,
+        tenant: str,
+        caller_key: str | CallerKey,
+        query: str | None = None,
+        budget_ms: float | None = None,
+    ) -> list[Recalled]:
         """Most relevant memories + latest summaries; [] (and counted) if over budget."""
         budget = (budget_ms or self.profile.budget_ms) / 1000
         t0 = time.perf_counter()
@@ -70,8 +81,11 @@ class MemoryService:
             return await asyncio.wait_for(self._recall(tenant, caller_key, query), budget)
         except TimeoutError:
             self.stats.skipped_over_budget += 1
-            log.warning("recall for caller %s skipped: over %.0f ms budget",
-                        CallerKey.parse(caller_key).fingerprint(), budget * 1000)  # fmt: skip
+            log.warning(
+                "recall for caller %s skipped: over %.0f ms budget",
+                CallerKey.parse(caller_key).fingerprint(),
+                budget * 1000,
+            )
             return []
         except StoreError as e:
             self.stats.errors += 1
@@ -80,8 +94,9 @@ class MemoryService:
         finally:
             self.stats.last_ms = (time.perf_counter() - t0) * 1000
 
-    async def _recall(self, tenant: str, caller_key: str | CallerKey,
-                      query: str | None) -> list[Recalled]:  # fmt: skip
+    async def _recall(
+        self, tenant: str, caller_key: str | CallerKey, query: str | None
+    ) -> list[Recalled]:
         cid = await self.store.caller_id(tenant, caller_key)
         if cid is None:
             return []
@@ -89,17 +104,31 @@ class MemoryService:
         p, now = self.profile, utcnow()
         mems = await self.store.caller_memories(tenant, cid, query=qvec, limit=max(p.top_k * 4, 20))
         scored = sorted(
-            ((p.score(similarity=m.similarity, last=m.last_used_at or m.updated_at,
-                      importance=m.importance, now=now), m) for m in mems),
+            (
+                (
+                    p.score(
+                        similarity=m.similarity,
+                        last=m.last_used_at or m.updated_at,
+                        importance=m.importance,
+                        now=now,
+                    ),
+                    m,
+                )
+                for m in mems
+            ),
             key=lambda t: -t[0],
-        )  # fmt: skip
-        out = [Recalled("memory", m.kind, m.text, s, m.id)
-               for s, m in scored[: p.top_k] if s >= p.min_score]  # fmt: skip
+        )
+        out = [
+            Recalled("memory", m.kind, m.text, s, m.id)
+            for s, m in scored[: p.top_k]
+            if s >= p.min_score
+        ]
         if p.summaries:
             for s in await self.store.recent_summaries(tenant, cid, limit=p.summaries):
                 out.append(Recalled("summary", "summary", s.text, 0.0))
-        await self.store.touch_memories(tenant, [r.memory_id for r in out if r.memory_id],
-                                        self.actor)  # fmt: skip
+        await self.store.touch_memories(
+            tenant, [r.memory_id for r in out if r.memory_id], self.actor
+        )
         return out
 
     @staticmethod
@@ -117,15 +146,21 @@ class MemoryService:
         return "\n".join(parts)
 
     # -- remember ---------------------------------------------------------------------
-    async def remember_call(self, tenant: str, call_id: str,
-                            transcript: Sequence[Line] | None = None,
-                            summarize: Summarizer | None = None) -> RememberResult:  # fmt: skip
+    async def remember_call(
+        self,
+        tenant: str,
+        call_id: str,
+        transcript: Sequence[Line] | None = None,
+        summarize: Summarizer | None = None,
+    ) -> RememberResult:
         """Summary + embedding; facts filtered by the write policy and merged with old ones."""
         caller_id = await self.store.call_owner(tenant, call_id)  # raises on another tenant's call
         if transcript is None:
             call = await self.store.get_call(tenant, call_id)
-            transcript = [Line(t.role, t.heard or t.text) if t.role == "assistant"
-                          else Line(t.role, t.text) for t in (call.turns if call else [])]  # fmt: skip
+            transcript = [
+                Line(t.role, t.heard or t.text) if t.role == "assistant" else Line(t.role, t.text)
+                for t in (call.turns if call else [])
+            ]
         summary, facts = await summarize_and_extract(transcript, summarize, call_id)
         result = RememberResult(summary=summary)
         kept = []
@@ -146,32 +181,59 @@ class MemoryService:
             match = _near_duplicate(v, existing, ex_vecs, f.kind, self.policy.merge_threshold)
             if match is not None:
                 imp = max(match.importance, f.importance)
-                await self.store.update_memory(tenant, match.id, text=f.text, embedding=v,
-                                               importance=imp, source_call_id=call_id)  # fmt: skip
+                await self.store.update_memory(
+                    tenant,
+                    match.id,
+                    text=f.text,
+                    embedding=v,
+                    importance=imp,
+                    source_call_id=call_id,
+                )
                 result.updated.append(match.id)
             else:
-                mid = await self.store.insert_memory(tenant, caller_id, kind=f.kind, text=f.text,
-                                                     embedding=v, importance=f.importance,
-                                                     source_call_id=call_id)  # fmt: skip
+                mid = await self.store.insert_memory(
+                    tenant,
+                    caller_id,
+                    kind=f.kind,
+                    text=f.text,
+                    embedding=v,
+                    importance=f.importance,
+                    source_call_id=call_id,
+                )
                 result.inserted.append(mid)
-                existing.append(MemoryRecord(mid, f.kind, f.text, f.importance, utcnow(),
-                                             utcnow(), None, call_id))  # fmt: skip
+                existing.append(
+                    MemoryRecord(
+                        mid, f.kind, f.text, f.importance, utcnow(), utcnow(), None, call_id
+                    )
+                )
                 ex_vecs = v[None, :] if ex_vecs is None else np.vstack([ex_vecs, v])
-        log.info("%s remembered: %d new, %d merged, %d rejected", call_id,
-                 len(result.inserted), len(result.updated), len(result.rejected))  # fmt: skip
+        log.info(
+            "%s remembered: %d new, %d merged, %d rejected",
+            call_id,
+            len(result.inserted),
+            len(result.updated),
+            len(result.rejected),
+        )
         return result
 
-    async def list_memories(self, tenant: str, caller_key: str | CallerKey, *,
-                            actor: str = "admin") -> list[MemoryRecord]:  # fmt: skip
+    async def list_memories(
+        self, tenant: str, caller_key: str | CallerKey, *, actor: str = "admin"
+    ) -> list[MemoryRecord]:
         return await self.store.list_memories(tenant, caller_key, actor=actor)
 
-    async def forget(self, tenant: str, caller_key: str | CallerKey, *,
-                     actor: str = "admin") -> dict[str, int]:  # fmt: skip
+    async def forget(
+        self, tenant: str, caller_key: str | CallerKey, *, actor: str = "admin"
+    ) -> dict[str, int]:
         return await self.store.forget(tenant, caller_key, actor=actor)
 
 
-def _near_duplicate(v: np.ndarray, existing: list[MemoryRecord], ex_vecs: np.ndarray | None,
-                    kind: str, threshold: float) -> MemoryRecord | None:  # fmt: skip
+def _near_duplicate(
+    v: np.ndarray,
+    existing: list[MemoryRecord],
+    ex_vecs: np.ndarray | None,
+    kind: str,
+    threshold: float,
+) -> MemoryRecord | None:
     """The most similar existing fact of the same kind (names: any name) above threshold."""
     if ex_vecs is None or not existing:
         return None

@@ -44,9 +44,16 @@ def _extension_sqlite() -> types.ModuleType:
 def _aiosqlite_over(sqlite: types.ModuleType) -> types.ModuleType:
     """A stand-in for the aiosqlite module whose connect() and errors use `sqlite`."""
     mod = types.ModuleType("aiosqlite_vec")
-    for name in ("DatabaseError", "Error", "IntegrityError", "NotSupportedError",
-                 "OperationalError", "ProgrammingError", "sqlite_version",
-                 "sqlite_version_info"):  # fmt: skip
+    for name in (
+        "DatabaseError",
+        "Error",
+        "IntegrityError",
+        "NotSupportedError",
+        "OperationalError",
+        "ProgrammingError",
+        "sqlite_version",
+        "sqlite_version_info",
+    ):
         setattr(mod, name, getattr(sqlite, name))
     mod.Connection = aiosqlite.Connection  # type: ignore[attr-defined]
     mod.__version__ = aiosqlite.__version__  # type: ignore[attr-defined]

@@ -107,8 +107,13 @@ class Store(MemoryRowsMixin):
             return found
         await conn.execute(
             self._insert(Caller)
-            .values(id=str(uuid.uuid4()), tenant_id=tenant, kind=ck.kind, value=ck.value,
-                    created_at=utcnow())  # fmt: skip
+            .values(
+                id=str(uuid.uuid4()),
+                tenant_id=tenant,
+                kind=ck.kind,
+                value=ck.value,
+                created_at=utcnow(),
+            )
             .on_conflict_do_nothing()
         )
         return (await conn.execute(q)).scalar()
@@ -117,27 +122,53 @@ class Store(MemoryRowsMixin):
         async with self._tx() as conn:
             return await self._caller_id(conn, tenant, caller_key, create=False)
 
-    async def _audit(self, conn: AsyncConnection, tenant: str, actor: str, action: str,
-                     target_type: str, target_id: str | None, **detail: Any) -> None:  # fmt: skip
+    async def _audit(
+        self,
+        conn: AsyncConnection,
+        tenant: str,
+        actor: str,
+        action: str,
+        target_type: str,
+        target_id: str | None,
+        **detail: Any,
+    ) -> None:
         await conn.execute(
-            sa.insert(AuditLog).values(tenant_id=tenant, actor=actor, action=action,
-                                       target_type=target_type, target_id=target_id,
-                                       detail=detail, at=utcnow())  # fmt: skip
+            sa.insert(AuditLog).values(
+                tenant_id=tenant,
+                actor=actor,
+                action=action,
+                target_type=target_type,
+                target_id=target_id,
+                detail=detail,
+                at=utcnow(),
+            )
         )
 
     async def audit_log(self, tenant: str, *, limit: int = 100) -> list[dict[str, Any]]:
         async with self._tx() as conn:
             rows = await conn.execute(
-                sa.select(AuditLog).where(AuditLog.tenant_id == tenant)
-                .order_by(AuditLog.id.desc()).limit(limit)
-            )  # fmt: skip
+                sa.select(AuditLog)
+                .where(AuditLog.tenant_id == tenant)
+                .order_by(AuditLog.id.desc())
+                .limit(limit)
+            )
             return [dict(r._mapping) for r in rows]
 
     # -- writing a call -----------------------------------------------------------
-    async def start_call(self, tenant: str, *, call_id: str, channel: str, direction: str,
-                         from_: str | None, to: str | None, agent: str,
-                         caller_key: str | None, model_versions: dict[str, Any],
-                         started_at: datetime | None = None) -> None:  # fmt: skip
+    async def start_call(
+        self,
+        tenant: str,
+        *,
+        call_id: str,
+        channel: str,
+        direction: str,
+        from_: str | None,
+        to: str | None,
+        agent: str,
+        caller_key: str | None,
+        model_versions: dict[str, Any],
+        started_at: datetime | None = None,
+    ) -> None:
         async with self._tx() as conn:
             await self._ensure_tenant(conn, tenant)
             existing = (
@@ -155,56 +186,111 @@ class Store(MemoryRowsMixin):
                 )
             await conn.execute(
                 sa.insert(Call).values(
-                    id=call_id, tenant_id=tenant, caller_id=caller_id, channel=channel,
-                    direction=direction, from_addr=from_, to_addr=to, agent=agent,
-                    status=IN_PROGRESS, owner=self.owner, started_at=started_at or utcnow(),
-                    model_versions=model_versions or {}, erased=False,
+                    id=call_id,
+                    tenant_id=tenant,
+                    caller_id=caller_id,
+                    channel=channel,
+                    direction=direction,
+                    from_addr=from_,
+                    to_addr=to,
+                    agent=agent,
+                    status=IN_PROGRESS,
+                    owner=self.owner,
+                    started_at=started_at or utcnow(),
+                    model_versions=model_versions or {},
+                    erased=False,
                 )
-            )  # fmt: skip
+            )
 
-    async def add_turn(self, call_id: str, *, index: int, role: str, text: str,
-                       heard: str | None, started_at: datetime | None,
-                       ended_at: datetime | None, interrupted: bool,
-                       latency_ms: dict[str, float] | None) -> None:  # fmt: skip
-        values = dict(role=role, text=text, heard=heard, started_at=started_at,
-                      ended_at=ended_at, interrupted=interrupted, latency_ms=latency_ms or {})  # fmt: skip
+    async def add_turn(
+        self,
+        call_id: str,
+        *,
+        index: int,
+        role: str,
+        text: str,
+        heard: str | None,
+        started_at: datetime | None,
+        ended_at: datetime | None,
+        interrupted: bool,
+        latency_ms: dict[str, float] | None,
+    ) -> None:
+        values = dict(
+            role=role,
+            text=text,
+            heard=heard,
+            started_at=started_at,
+            ended_at=ended_at,
+            interrupted=interrupted,
+            latency_ms=latency_ms or {},
+        )
         async with self._tx() as conn:
             await conn.execute(
-                self._insert(Turn).values(call_id=call_id, index=index, **values)
+                self._insert(Turn)
+                .values(call_id=call_id, index=index, **values)
                 .on_conflict_do_update(index_elements=["call_id", "index"], set_=values)
-            )  # fmt: skip
+            )
 
-    async def add_tool_call(self, call_id: str, *, turn_index: int, name: str, arguments: Any,
-                            result: Any, duration_ms: float | None, error: str | None,
-                            tool_call_id: str | None = None) -> None:  # fmt: skip
+    async def add_tool_call(
+        self,
+        call_id: str,
+        *,
+        turn_index: int,
+        name: str,
+        arguments: Any,
+        result: Any,
+        duration_ms: float | None,
+        error: str | None,
+        tool_call_id: str | None = None,
+    ) -> None:
         async with self._tx() as conn:
             await conn.execute(
-                self._insert(ToolCall).values(
-                    id=tool_call_id or str(uuid.uuid4()), call_id=call_id, turn_index=turn_index,
-                    name=name, arguments=arguments, result=result, duration_ms=duration_ms,
-                    error=error, created_at=utcnow(),
-                ).on_conflict_do_nothing()
-            )  # fmt: skip
+                self._insert(ToolCall)
+                .values(
+                    id=tool_call_id or str(uuid.uuid4()),
+                    call_id=call_id,
+                    turn_index=turn_index,
+                    name=name,
+                    arguments=arguments,
+                    result=result,
+                    duration_ms=duration_ms,
+                    error=error,
+                    created_at=utcnow(),
+                )
+                .on_conflict_do_nothing()
+            )
 
-    async def end_call(self, call_id: str, *, status: str, end_reason: str | None,
-                       ended_at: datetime | None, cost_usd: float | None = None) -> None:  # fmt: skip
+    async def end_call(
+        self,
+        call_id: str,
+        *,
+        status: str,
+        end_reason: str | None,
+        ended_at: datetime | None,
+        cost_usd: float | None = None,
+    ) -> None:
         async with self._tx() as conn:
             lat = await conn.execute(sa.select(Turn.latency_ms).where(Turn.call_id == call_id))
             values: dict[str, Any] = dict(
-                status=status, end_reason=end_reason, ended_at=ended_at or utcnow(),
+                status=status,
+                end_reason=end_reason,
+                ended_at=ended_at or utcnow(),
                 latency_stats=latency_stats([r[0] or {} for r in lat]),
-            )  # fmt: skip
+            )
             if cost_usd is not None:
                 values["cost_usd"] = cost_usd
             await conn.execute(sa.update(Call).where(Call.id == call_id).values(**values))
 
     # -- reading ---------------------------------------------------------------------
-    async def get_call(self, tenant: str, call_id: str, *, with_turns: bool = True
-                       ) -> CallRecord | None:  # fmt: skip
+    async def get_call(
+        self, tenant: str, call_id: str, *, with_turns: bool = True
+    ) -> CallRecord | None:
         async with self._tx() as conn:
-            row = (await conn.execute(
-                sa.select(Call).where(Call.id == call_id, Call.tenant_id == tenant)
-            )).first()  # fmt: skip
+            row = (
+                await conn.execute(
+                    sa.select(Call).where(Call.id == call_id, Call.tenant_id == tenant)
+                )
+            ).first()
             if row is None:
                 return None
             rec = _call_record(row)
@@ -214,19 +300,28 @@ class Store(MemoryRowsMixin):
                 )
                 rec.turns = [_turn_record(t) for t in turns]
                 tools = await conn.execute(
-                    sa.select(ToolCall).where(ToolCall.call_id == call_id)
+                    sa.select(ToolCall)
+                    .where(ToolCall.call_id == call_id)
                     .order_by(ToolCall.turn_index, ToolCall.created_at)
-                )  # fmt: skip
+                )
                 rec.tool_calls = [
-                    ToolCallRecord(t.id, t.turn_index, t.name, t.arguments, t.result,
-                                   t.duration_ms, t.error) for t in tools
-                ]  # fmt: skip
+                    ToolCallRecord(
+                        t.id, t.turn_index, t.name, t.arguments, t.result, t.duration_ms, t.error
+                    )
+                    for t in tools
+                ]
             return rec
 
-    async def list_calls(self, tenant: str, *, caller_key: str | None = None,
-                         status: str | None = None, agent: str | None = None,
-                         limit: int = 50, before: datetime | None = None
-                         ) -> list[CallRecord]:  # fmt: skip
+    async def list_calls(
+        self,
+        tenant: str,
+        *,
+        caller_key: str | None = None,
+        status: str | None = None,
+        agent: str | None = None,
+        limit: int = 50,
+        before: datetime | None = None,
+    ) -> list[CallRecord]:
         async with self._tx() as conn:
             q = sa.select(Call).where(Call.tenant_id == tenant)
             if caller_key is not None:
@@ -252,9 +347,9 @@ class Store(MemoryRowsMixin):
         owner is alive if it is us, or a pid on this host that still exists.
         """
         async with self._tx() as conn:
-            rows = (await conn.execute(
-                sa.select(Call.id, Call.owner).where(Call.status == IN_PROGRESS)
-            )).all()  # fmt: skip
+            rows = (
+                await conn.execute(sa.select(Call.id, Call.owner).where(Call.status == IN_PROGRESS))
+            ).all()
         swept: list[str] = []
         for call_id, owner in rows:
             if owner == self.owner:
@@ -266,13 +361,16 @@ class Store(MemoryRowsMixin):
             if alive:
                 continue
             async with self._tx() as conn:
-                last = (await conn.execute(
-                    sa.select(sa.func.max(Turn.ended_at)).where(Turn.call_id == call_id)
-                )).scalar()  # fmt: skip
+                last = (
+                    await conn.execute(
+                        sa.select(sa.func.max(Turn.ended_at)).where(Turn.call_id == call_id)
+                    )
+                ).scalar()
                 res = await conn.execute(
-                    sa.update(Call).where(Call.id == call_id, Call.status == IN_PROGRESS)
+                    sa.update(Call)
+                    .where(Call.id == call_id, Call.status == IN_PROGRESS)
                     .values(status=ABANDONED, end_reason="process-gone", ended_at=last or utcnow())
-                )  # fmt: skip
+                )
                 if res.rowcount:
                     swept.append(call_id)
                     log.warning("%s marked abandoned: owner %s is gone", call_id, owner)
@@ -286,30 +384,53 @@ def latency_stats(samples: list[dict[str, float]]) -> dict[str, dict[str, float]
     for k in sorted(keys):
         xs = np.array([float(s[k]) for s in samples if s.get(k) is not None])
         if xs.size:
-            out[k] = {"n": int(xs.size), "p50": round(float(np.percentile(xs, 50)), 1),
-                      "p95": round(float(np.percentile(xs, 95)), 1),
-                      "max": round(float(xs.max()), 1)}  # fmt: skip
+            out[k] = {
+                "n": int(xs.size),
+                "p50": round(float(np.percentile(xs, 50)), 1),
+                "p95": round(float(np.percentile(xs, 95)), 1),
+                "max": round(float(xs.max()), 1),
+            }
     return out
 
 
 def _call_record(r: Any) -> CallRecord:
     c = r[0] if isinstance(r[0], Call) else r
     return CallRecord(
-        id=c.id, tenant=c.tenant_id, caller_id=c.caller_id, channel=c.channel,
-        direction=c.direction, from_=c.from_addr, to=c.to_addr, agent=c.agent,
-        status=c.status, started_at=c.started_at, ended_at=c.ended_at,
-        end_reason=c.end_reason, model_versions=c.model_versions or {},
-        cost_usd=c.cost_usd, latency_stats=c.latency_stats, owner=c.owner,
-    )  # fmt: skip
+        id=c.id,
+        tenant=c.tenant_id,
+        caller_id=c.caller_id,
+        channel=c.channel,
+        direction=c.direction,
+        from_=c.from_addr,
+        to=c.to_addr,
+        agent=c.agent,
+        status=c.status,
+        started_at=c.started_at,
+        ended_at=c.ended_at,
+        end_reason=c.end_reason,
+        model_versions=c.model_versions or {},
+        cost_usd=c.cost_usd,
+        latency_stats=c.latency_stats,
+        owner=c.owner,
+    )
 
 
 def _turn_record(t: Any) -> TurnRecord:
-    return TurnRecord(t.index, t.role, t.text, t.heard, t.started_at, t.ended_at,
-                      bool(t.interrupted), t.latency_ms or {})  # fmt: skip
+    return TurnRecord(
+        t._mapping["index"],
+        t.role,
+        t.text,
+        t.heard,
+        t.started_at,
+        t.ended_at,
+        bool(t.interrupted),
+        t.latency_ms or {},
+    )
 
 
-async def open_store(database_url: str | None = None, *, migrate: bool = True,
-                     owner: str | None = None) -> Store:  # fmt: skip
+async def open_store(
+    database_url: str | None = None, *, migrate: bool = True, owner: str | None = None
+) -> Store:
     """Open the store at `database_url` / DATABASE_URL / ./var/voxline.db.
 
     With migrate=True the schema is brought to head (safe to race: Postgres upgrades
@@ -324,7 +445,9 @@ async def open_store(database_url: str | None = None, *, migrate: bool = True,
     except Exception as e:
         await engine.dispose()
         if isinstance(e, StoreError | sa_exc.SQLAlchemyError | OSError):
-            raise StoreError(f"cannot open store: {type(e).__name__}: {e}",
-                             retryable=not isinstance(e, _PERMANENT)) from e  # fmt: skip
+            raise StoreError(
+                f"cannot open store: {type(e).__name__}: {e}",
+                retryable=not isinstance(e, _PERMANENT),
+            ) from e
         raise
     return Store(engine, owner=owner)
