@@ -9,7 +9,9 @@ injected to test retries.
 
 from __future__ import annotations
 
+import base64
 import itertools
+from urllib.parse import parse_qsl
 from dataclasses import dataclass, field
 
 import httpx
@@ -82,8 +84,8 @@ class FakeTwilioRest:
         if self._fail:
             status = self._fail.pop(0)
             return self._error(request, status, 20500 if status >= 500 else 20429, "injected")
-        auth = httpx.BasicAuth(self.account_sid, self.auth_token)
-        expected = next(auth.auth_flow(httpx.Request("GET", "http://x"))).headers["Authorization"]
+        token = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        expected = f"Basic {token}"
         if request.headers.get("authorization") != expected or account != self.account_sid:
             return self._error(request, 401, 20003, "Authenticate")
         return None
@@ -112,8 +114,7 @@ class FakeTwilioRest:
 
 
 async def _form(request: Request) -> dict[str, list[str]]:
-    form = await request.form()
     params: dict[str, list[str]] = {}
-    for key, value in form.multi_items():
-        params.setdefault(key, []).append(str(value))
+    for key, value in parse_qsl((await request.body()).decode(), keep_blank_values=True):
+        params.setdefault(key, []).append(value)
     return params

@@ -30,6 +30,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.dtmf_aggregator import DTMFAggregator
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import (
     LLMContextAggregatorPair,
@@ -40,6 +41,9 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
 from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.services.tts_service import TTSService
+from pipecat.turns.user_start.transcription_user_turn_start_strategy import (
+    TranscriptionUserTurnStartStrategy,
+)
 from pipecat.turns.user_start.vad_user_turn_start_strategy import VADUserTurnStartStrategy
 from pipecat.turns.user_stop.speech_timeout_user_turn_stop_strategy import (
     SpeechTimeoutUserTurnStopStrategy,
@@ -164,7 +168,7 @@ def make_on_stream(script: AgentScript, results: dict[str, dict] | None = None):
             context,
             user_params=LLMUserAggregatorParams(
                 user_turn_strategies=UserTurnStrategies(
-                    start=[VADUserTurnStartStrategy()],
+                    start=[VADUserTurnStartStrategy(), TranscriptionUserTurnStartStrategy()],
                     stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.2)],
                 ),
             ),
@@ -172,7 +176,7 @@ def make_on_stream(script: AgentScript, results: dict[str, dict] | None = None):
         vad = VADProcessor(vad_analyzer=SileroVADAnalyzer(
             sample_rate=RATE, params=VADParams(start_secs=0.15, stop_secs=0.3)))
         pipeline = Pipeline([
-            call.transport.input(), vad, stt, pair.user(), llm, tts,
+            call.transport.input(), vad, stt, DTMFAggregator(timeout=0.3), pair.user(), llm, tts,
             call.heard.observer, call.transport.output(), call.heard.gate, pair.assistant(),
         ])
         worker = PipelineWorker(
@@ -192,7 +196,8 @@ def make_on_stream(script: AgentScript, results: dict[str, dict] | None = None):
             await worker.cancel()
 
         runner = WorkerRunner(handle_sigint=False)
-        await runner.run(worker)
+        await runner.add_workers(worker)
+        await runner.run()
         if results is not None:
             results[call.call_id] = {"context": context.get_messages(), "call": call}
 

@@ -19,7 +19,7 @@ ANSWER = ("We are open every day from nine in the morning until eleven at night.
 
 
 def reply(text: str):
-    if "digit" in text or text.strip() == "1":
+    if "DTMF: 1" in text:
         return ("end_call", {"goodbye": "Goodbye and thank you."})
     return ANSWER
 
@@ -86,7 +86,11 @@ async def test_inbound_call_end_to_end(phone) -> None:
 
     # Keypad: "1" reaches the agent, which says goodbye and hangs up over REST.
     await call.send_dtmf("1")
-    record = await phone.records.wait_closed(call.call_sid, 20)
+    try:
+        record = await phone.records.wait_closed(call.call_sid, 20)
+    except TimeoutError:
+        r = await phone.records.get(call.call_sid)
+        raise AssertionError(f"not closed: {r}") from None
     await call.close()
 
     assert record is not None and record.end_reason in ("agent_hung_up", "caller_hung_up")

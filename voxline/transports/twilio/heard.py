@@ -43,7 +43,6 @@ from pipecat.frames.frames import (
     InterruptionFrame,
     LLMAssistantPushAggregationFrame,
     LLMFullResponseEndFrame,
-    LLMFullResponseStartFrame,
     OutputAudioRawFrame,
     StartFrame,
     SystemFrame,
@@ -107,9 +106,6 @@ class HeardTextTracker:
         self.retired: deque[int] = deque(maxlen=1024)  # ids of frames we dropped
         self.heard_count = 0  # spans released as heard; tools wait on this
         self.heard_log: deque[tuple[int, str]] = deque(maxlen=64)
-        # Ledger epoch when the current LLM generation began: a tool call from that
-        # generation must not act if a `clear` (barge-in) happened since.
-        self.generation_epoch = ledger.epoch
         self.observer = _ScriptObserver(self, name=f"HeardObserver#{call_id}")
         self.gate = _HeardGate(self, name=f"HeardGate#{call_id}")
 
@@ -159,8 +155,8 @@ class _ScriptObserver(FrameProcessor):
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         if direction == FrameDirection.DOWNSTREAM:
-            if isinstance(frame, LLMFullResponseStartFrame):
-                self._tracker.generation_epoch = self._tracker.ledger.epoch
+            if isinstance(frame, InterruptionFrame):
+                self._tracker.ledger.bump_epoch()
             elif isinstance(frame, TTSStartedFrame) and frame.context_id:
                 self._generated.setdefault(frame.context_id, 0.0)
                 self._text_end.setdefault(frame.context_id, 0.0)

@@ -38,7 +38,7 @@ class MarkLedger:
         self._max_contexts = max_contexts
         self.sent_secs = 0.0
         self.played_secs = 0.0
-        self.epoch = 0  # bumped on every clear; tool handlers use it to detect barge-in
+        self.epoch = 0  # bumped once per barge-in (see bump_epoch); tools compare it
         self.stats = MarkStats()
         self._changed = asyncio.Event()
 
@@ -65,6 +65,11 @@ class MarkLedger:
             self._retired.update(self._outstanding)
             self.stats.retired += len(self._outstanding)
             self._outstanding.clear()
+        self._notify()
+
+    def bump_epoch(self) -> None:
+        """A new interruption happened. Called by the heard-text observer, which sees the
+        InterruptionFrame strictly before the next generation's first frame."""
         self.epoch += 1
         self._notify()
 

@@ -136,7 +136,7 @@ class TwilioRestClient:
             if attempt:
                 await asyncio.sleep(self._retry.delay(attempt - 1))
             try:
-                response = await self._client.post(path, data=list(data))
+                response = await self._client.post(path, data=_form(data))
             except httpx.ConnectError as e:
                 last = ProviderError(f"Twilio {label}: cannot connect: {e}", retryable=True)
                 continue  # nothing reached Twilio: safe to retry even a create
@@ -158,6 +158,14 @@ class TwilioRestClient:
                 raise last
         assert last is not None
         raise last
+
+
+def _form(data: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """httpx wants repeated form fields (StatusCallbackEvent) as a dict of lists."""
+    form: dict[str, list[str]] = {}
+    for key, value in data:
+        form.setdefault(key, []).append(value)
+    return form
 
 
 def _status_error(label: str, response: httpx.Response) -> ProviderError:

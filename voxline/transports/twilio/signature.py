@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Mapping, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from starlette.requests import Request
 
@@ -85,12 +85,18 @@ def public_base(request: Request, config: TwilioConfig) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+async def form_params(request: Request) -> dict[str, list[str]]:
+    """Parse Twilio's form-urlencoded body ourselves (no python-multipart dependency)."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    params: dict[str, list[str]] = {}
+    for key, value in parse_qsl(body, keep_blank_values=True):
+        params.setdefault(key, []).append(value)
+    return params
+
+
 async def verified_form(request: Request, config: TwilioConfig) -> dict[str, str] | None:
     """Return the POST params if the signature checks out, else log and return None."""
-    form = await request.form()
-    params: dict[str, list[str]] = {}
-    for key, value in form.multi_items():
-        params.setdefault(key, []).append(str(value))
+    params = await form_params(request)
     url = public_url(request, config)
     signature = request.headers.get("x-twilio-signature")
     if not is_valid_signature(config.auth_token, url, params, signature):

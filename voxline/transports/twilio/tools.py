@@ -2,9 +2,11 @@
 
 Both follow the same order: tell the caller, wait until Twilio echoes the mark of the
 last chunk of that speech (the caller heard it), then act over REST. Neither acts if
-the generation that asked for it was interrupted: the ledger's epoch (bumped on every
-`clear`) is compared with the epoch seen when that generation began. Register them
-with ``cancel_on_interruption=True`` as well, so a barge-in during the wait cancels.
+the generation that asked for it was interrupted. Two guards: they are registered
+with ``cancel_on_interruption=True`` (pipecat cancels the handler, and an interrupted
+generation never starts it), and before acting they compare the ledger's barge-in
+epoch with the one seen when the handler started -- a barge-in that lands while we
+wait for the goodbye to play cannot slip through a cancellation race.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ class CallControl:
 
     # -- helpers ---------------------------------------------------------------
     def _generation_epoch(self) -> int:
-        return self._call.heard.generation_epoch
+        return self._call.ledger.epoch
 
     def _interrupted(self, epoch: int) -> bool:
         return self._call.ledger.epoch != epoch
