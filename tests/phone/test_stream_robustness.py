@@ -1,0 +1,116 @@
+"""Serializer hardening, marks, dropped websockets and call isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+from pipecat.frames.frames import (
+    InputAudioRawFrame,
+    InputDTMFFrame,
+    InterruptionFrame,
+    OutputAudioRawFrame,
+)
+from pipecat.processors.frame_processor import FrameProcessorSetup
+
+from tests.fakes.twilio_media import FakeTwilioCall, pcm_to_ulaw
+from voxline.transports.twilio import MarkLedger, VoxlineTwilioSerializer
+
+from .kit import silence, speech
+
+
+def media(seq: int, ulaw: bytes) -> str:
+    return json.dumps({"event": "media", "sequenceNumber": str(seq), "streamSid": "MZ1",
+                       "media": {"track": "inbound", "chunk": str(seq), "timestamp": "0",
+                                 "payload": base64.b64encode(ulaw).decode()}})
+
+
+async def make_serializer() -> VoxlineTwilioSerializer:
+    s = VoxlineTwilioSerializer("MZ1", call_id="CA1", first_sequence=1, reorder_window=3,
+                                sample_rate=8000)
+    await s.setup(FrameProcessorSetup.__new__(FrameProcessorSetup))  # rate given explicitly
+    return s
+
+
+async def test_malformed_unknown_and_reorder() -> None:
+    s = await make_serializer()
+    a, b, c = (bytes([v]) * 160 for v in (0x10, 0x20, 0x30))
+    assert await s.deserialize("{not json") is None
+    assert await s.deserialize("[1,2]") is None
+    assert await s.deserialize(json.dumps({"event": "party"})) is None
+    assert await s.deserialize(media(3, b)) is None  # early: held for seq 2
+    frame = await s.deserialize(media(2, a))
+    assert isinstance(frame, InputAudioRawFrame) and len(frame.audio) == 2 * 320
+    assert await s.deserialize(media(2, a)) is None  # duplicate / late
+    dtmf = await s.deserialize(json.dumps({"event": "dtmf", "sequenceNumber": "4",
+                                           "dtmf": {"track": "inbound_track", "digit": "7"}}))
+    assert isinstance(dtmf, InputDTMFFrame) and dtmf.button.value == "7"
+    assert isinstance(await s.deserialize(media(5, c)), InputAudioRawFrame)
+    # A lost message (6) does not stall the stream beyond the window.
+    outs = [await s.deserialize(media(n, a)) for n in (7, 8, 9, 10)]
+    assert any(isinstance(o, InputAudioRawFrame) for o in outs)
+    st = s.stats
+    assert (st.malformed, st.unknown_events, st.late_dropped, st.gaps_skipped) == (2, 1, 1, 1)
+
+
+async def test_marks_follow_audio_and_clear_retires_them() -> None:
+    s = await make_serializer()
+    out = await s.serialize(OutputAudioRawFrame(b"\x00\x01" * 160, 8000, 1))
+    assert json.loads(out)["event"] == "media"
+    mark = json.loads(s.take_mark())
+    assert mark["event"] == "mark" and mark["streamSid"] == "MZ1"
+    await s.serialize(OutputAudioRawFrame(b"\x00\x01" * 160, 8000, 1))
+    second = json.loads(s.take_mark())["mark"]["name"]
+    await s.deserialize(json.dumps({"event": "mark", "sequenceNumber": "2",
+                                    "mark": {"name": mark["mark"]["name"]}}))
+    assert abs(s.ledger.played_secs - 0.02) < 1e-9
+    assert json.loads(await s.serialize(InterruptionFrame()))["event"] == "clear"
+    await s.deserialize(json.dumps({"event": "mark", "sequenceNumber": "3", "mark": {"name": second}}))
+    assert abs(s.ledger.played_secs - 0.02) < 1e-9  # cleared audio never counts as played
+    assert s.ledger.stats.stale_echoes == 1 and s.ledger.idle
+
+
+def test_ledger_context_positions() -> None:
+    ledger = MarkLedger()
+    ledger.audio_sent(1.0)
+    ledger.begin_context("ctx")
+    name = ledger.audio_sent(0.5)
+    assert ledger.played_in_context("ctx") == 0.0
+    ledger.echo(name)
+    assert ledger.played_in_context("ctx") == 0.5
+
+
+async def test_media_before_start_and_drop_closes_record_with_transcript(phone) -> None:
+    call = FakeTwilioCall(phone.ws_url, call_sid="CA000000000000000000000000000000d1",
+                          parameters={"agent": "restaurant"})
+    await call.connect(send_start=False)
+    await call.send_json(call.media_message(pcm_to_ulaw(silence(0.02))))  # before start
+    await call.send_start()
+    await asyncio.sleep(3.0)  # greeting plays
+    await call.drop()
+    record = await phone.records.wait_closed(call.call_sid, 10)
+    assert record.end_reason == "dropped"
+    assert record.transcript and record.transcript[0].role == "assistant"
+
+
+async def test_two_concurrent_calls_do_not_share_state(phone, script) -> None:
+    script.transcripts = ["When are you open?"]
+    calls = [FakeTwilioCall(phone.ws_url, call_sid=f"CA00000000000000000000000000000{n}e1",
+                            stream_sid=f"MZ00000000000000000000000000000{n}e1",
+                            parameters={"agent": "restaurant"}) for n in (1, 2)]
+    for c in calls:
+        await c.connect()
+    await asyncio.sleep(2.5)
+    calls[0].say(speech("When are you open?") + silence(0.3))  # only call 1 speaks
+    await asyncio.sleep(3.5)
+    for c in calls:
+        await c.stop()
+    r1 = await phone.records.wait_closed(calls[0].call_sid, 10)
+    r2 = await phone.records.wait_closed(calls[1].call_sid, 10)
+    assert [l.text for l in r1.transcript if l.role == "user"] == ["When are you open?"]
+    assert r2.transcript and all(l.role == "assistant" for l in r2.transcript)
+    assert r1.end_reason == r2.end_reason == "caller_hung_up"
+    # Each stream only ever saw its own streamSid.
+    for c in calls:
+        assert {r.message.get("streamSid") for r in c.received} == {c.stream_sid}
