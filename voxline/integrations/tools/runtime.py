@@ -1,0 +1,84 @@
+"""Running tools inside a call, with guardrails.
+
+Every tool call is validated against the function's signature, bounded by its
+timeout, and recorded. When a tool fails, times out, gets bad arguments, or does not
+exist, the caller hears a sensible sentence and the call goes on; the LLM is not
+re-run on a failure, so a confused model cannot loop on a broken tool.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+from pipecat.frames.frames import FunctionCallResultProperties, TTSSpeakFrame
+from pipecat.services.llm_service import FunctionCallParams
+
+from voxline.errors import ToolError
+from voxline.integrations.tools.loader import Tool
+from voxline.processors.call_log import CallLog, ToolCallRecord
+
+logger = logging.getLogger("voxline.tools")
+
+UNKNOWN_TOOL_SAY = "Sorry, I can't help with that one."
+_NO_RERUN = FunctionCallResultProperties(run_llm=False)
+
+
+class CallControl(Protocol):
+    """What built-in tools may do to the call (implemented by CallSession)."""
+
+    call_id: str
+
+    async def end(self, reason: str) -> None: ...
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    return value
+
+
+def make_handler(tool: Tool, log: CallLog) -> Any:
+    async def handler(params: FunctionCallParams) -> None:
+        record = ToolCallRecord(name=tool.name, arguments=dict(params.arguments or {}))
+        started = time.monotonic()
+        try:
+            record.result = _jsonable(await tool.call(record.arguments))
+            await params.result_callback(record.result)
+        except Exception as e:  # user code: anything can go wrong, the call must not
+            record.error = str(e) if isinstance(e, ToolError) else f"{type(e).__name__}: {e}"
+            logger.warning("tool %s failed: %s", tool.name, record.error)
+            await params.llm.push_frame(TTSSpeakFrame(tool.spec.say_on_error))
+            await params.result_callback({"error": record.error}, properties=_NO_RERUN)
+        finally:
+            record.duration_ms = round((time.monotonic() - started) * 1000, 1)
+            log.tool_call(record)
+
+    return handler
+
+
+def make_unknown_handler(log: CallLog) -> Any:
+    async def handler(params: FunctionCallParams) -> None:
+        log.tool_call(ToolCallRecord(name=params.function_name, arguments=dict(params.arguments or {}),
+                                     error="unknown tool"))
+        logger.warning("LLM called unknown tool %r", params.function_name)
+        await params.llm.push_frame(TTSSpeakFrame(UNKNOWN_TOOL_SAY))
+        await params.result_callback({"error": "unknown tool"}, properties=_NO_RERUN)
+
+    return handler
+
+
+def make_end_call_handler(log: CallLog, default_goodbye: str) -> Any:
+    """The built-in ``end_call`` tool: say goodbye, then end once it has been played."""
+
+    async def end_call(params: FunctionCallParams) -> None:
+        control: CallControl = params.app_resources
+        goodbye = str((params.arguments or {}).get("goodbye") or default_goodbye)
+        log.tool_call(ToolCallRecord(name="end_call", arguments=dict(params.arguments or {}),
+                                     result="ended"))
+        await params.llm.push_frame(TTSSpeakFrame(goodbye))
+        await params.result_callback("ended", properties=_NO_RERUN)
+        await control.end("agent_ended")
+
+    return end_call

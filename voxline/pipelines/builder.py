@@ -1,0 +1,150 @@
+"""AgentSpec → Pipecat pipeline.
+
+The shape is Pipecat's standard cascade; voxline adds named places where an
+integrator's own processors go, and the agent's tools with guardrails:
+
+    transport.input → [before_stt] → STT → [before_llm] → user context (VAD, turns)
+      → LLM → [after_llm] → [before_tts] → TTS → transport.output → assistant context
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
+from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.transports.base_transport import BaseTransport
+from pipecat.turns.user_start import VADUserTurnStartStrategy
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
+
+from voxline.integrations.providers.registry import build_llm, build_stt, build_tts
+from voxline.integrations.tools.loader import load_tools
+from voxline.integrations.tools.runtime import (
+    make_end_call_handler,
+    make_handler,
+    make_unknown_handler,
+)
+from voxline.processors.call_log import CallLog
+from voxline.spec import AgentSpec
+
+END_CALL_SCHEMA = FunctionSchema(
+    name="end_call",
+    description="End the phone call, after the caller has said goodbye or asked to hang up.",
+    properties={"goodbye": {"type": "string", "description": "A short goodbye sentence."}},
+    required=[],
+)
+
+
+@dataclass
+class Services:
+    """The STT, LLM and TTS services of a call. Tests and benchmarks pass their own."""
+
+    stt: FrameProcessor
+    llm: Any  # an LLMService
+    tts: FrameProcessor
+
+    @classmethod
+    def from_spec(cls, spec: AgentSpec) -> Services:
+        return cls(
+            stt=build_stt(spec.stt, spec.language),
+            llm=build_llm(spec.llm, max_tool_calls_per_turn=spec.limits.max_tool_calls_per_turn),
+            tts=build_tts(spec.tts),
+        )
+
+
+@dataclass
+class Extensions:
+    """Integrators' own processors, inserted at named points of the pipeline."""
+
+    before_stt: list[FrameProcessor] = field(default_factory=list)
+    before_llm: list[FrameProcessor] = field(default_factory=list)
+    after_llm: list[FrameProcessor] = field(default_factory=list)
+    before_tts: list[FrameProcessor] = field(default_factory=list)
+
+
+def turn_strategies(spec: AgentSpec) -> UserTurnStrategies:
+    if spec.turn.strategy == "silence":
+        stop = [SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=spec.turn.stop_secs)]
+    else:
+        from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
+        from pipecat.turns.user_stop import TurnAnalyzerUserTurnStopStrategy
+
+        stop = [TurnAnalyzerUserTurnStopStrategy(turn_analyzer=LocalSmartTurnAnalyzerV3())]
+    start = [VADUserTurnStartStrategy(enable_interruptions=spec.turn.allow_interruptions)]
+    return UserTurnStrategies(start=start, stop=stop)
+
+
+def vad_analyzer(spec: AgentSpec) -> SileroVADAnalyzer:
+    v = spec.vad
+    return SileroVADAnalyzer(params=VADParams(
+        confidence=v.confidence, start_secs=v.start_secs, stop_secs=v.stop_secs,
+        min_volume=v.min_volume,
+    ))
+
+
+def tools_schema(spec: AgentSpec, tools: list[Any]) -> ToolsSchema | None:
+    schemas = [t.function_schema() for t in tools]
+    if any(t.handler == "builtin:end_call" for t in spec.tools):
+        schemas.append(END_CALL_SCHEMA)
+    return ToolsSchema(standard_tools=schemas) if schemas else None
+
+
+def register_tools(spec: AgentSpec, llm: Any, log: CallLog) -> Any:
+    """Register the spec's tools on ``llm``; return the ToolsSchema to advertise."""
+    tools = load_tools(spec)
+    for tool in tools:
+        llm.register_function(tool.name, make_handler(tool, log), cancel_on_interruption=True)
+    if any(t.handler == "builtin:end_call" for t in spec.tools):
+        llm.register_function("end_call", make_end_call_handler(log, spec.idle.goodbye))
+    llm.register_function(None, make_unknown_handler(log))
+    return tools_schema(spec, tools)
+
+
+def build_pipeline(
+    spec: AgentSpec,
+    transport: BaseTransport,
+    services: Services,
+    log: CallLog,
+    *,
+    extensions: Extensions | None = None,
+    extra_context: list[str] = (),  # type: ignore[assignment]
+) -> tuple[Pipeline, LLMContextAggregatorPair]:
+    ext = extensions or Extensions()
+    system = "\n\n".join([spec.system_prompt, *extra_context])
+    context = LLMContext(
+        messages=[{"role": "system", "content": system}],
+        tools=register_tools(spec, services.llm, log),
+    )
+    aggregators = LLMContextAggregatorPair(
+        context,
+        user_params=LLMUserAggregatorParams(
+            vad_analyzer=vad_analyzer(spec),
+            user_turn_strategies=turn_strategies(spec),
+            user_idle_timeout=spec.idle.reprompt_after_secs,
+        ),
+    )
+    pipeline = Pipeline([
+        transport.input(),
+        *ext.before_stt,
+        services.stt,
+        *ext.before_llm,
+        aggregators.user(),
+        services.llm,
+        *ext.after_llm,
+        *ext.before_tts,
+        services.tts,
+        transport.output(),
+        aggregators.assistant(),
+    ])
+    return pipeline, aggregators

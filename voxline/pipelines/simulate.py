@@ -1,0 +1,197 @@
+"""``voxline simulate``: a scripted caller calls an agent through the real pipeline.
+
+The caller speaks at real-time pace into the agent's VAD, turn detection, STT, LLM
+and TTS; what the agent plays back is transcribed again by the local Whisper, so the
+report shows what the caller actually heard, and latencies are measured at the
+caller's ear (``voice_to_voice``: end of the caller's speech → first agent audio).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from voxline.audio import read_wav, synthesize, transcribe_async
+from voxline.pipelines.builder import Services
+from voxline.pipelines.scenario import Expect, Scenario, Turn
+from voxline.pipelines.session import CallSession
+from voxline.processors.call_log import TurnRecord
+from voxline.spec import AgentSpec, load_spec
+from voxline.transports.simulated import CallerLine, SimulatedTransport
+
+SAMPLE_RATE = 16000
+QUIET_SECS = 1.2  # the agent is done answering after this long with nothing in flight
+BARGE_IN_AFTER_SECS = 0.8  # how long into the agent's answer the caller cuts in
+
+
+@dataclass
+class TurnReport:
+    caller_said: str = ""
+    agent_heard: str = ""
+    agent_said: str = ""
+    caller_heard: str = ""
+    interrupted: bool = False
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    agent: str
+    passed: bool = True
+    failures: list[str] = field(default_factory=list)
+    greeting_heard: str = ""
+    end_reason: str = ""
+    turns: list[TurnReport] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Simulation:
+    """Drives one scenario against one call session."""
+
+    def __init__(self, scenario: Scenario, spec: AgentSpec | None = None,
+                 services: Services | None = None, session_kwargs: dict[str, Any] | None = None):
+        self.scenario = scenario
+        self.spec = spec or load_spec(scenario.agent)
+        self.line = CallerLine(sample_rate=SAMPLE_RATE)
+        self.session = CallSession(
+            self.spec, SimulatedTransport(self.line), caller_id=scenario.caller.id,
+            services=services, audio_in_sample_rate=SAMPLE_RATE, audio_out_sample_rate=SAMPLE_RATE,
+            **(session_kwargs or {}),
+        )
+        self.report = Report(agent=self.spec.name)
+
+    async def _wait_quiet(self, since: float, timeout: float) -> None:
+        """Wait until the agent has answered (or given up) and nothing is in flight."""
+        log, deadline = self.session.log, time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.session.ended:
+            idle_for = time.monotonic() - max(log.last_activity, since)
+            if not log.busy() and not self.line.speaking and idle_for >= QUIET_SECS:
+                return
+            await asyncio.sleep(0.05)
+
+    async def _wait_agent_speaking(self, since: float, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.session.ended:
+            if self.line.first_speech_after(since) is not None:
+                return
+            await asyncio.sleep(0.02)
+
+    async def _speak(self, pcm: bytes) -> float:
+        await self.line.say(pcm).wait()
+        assert self.line.last_speech_sent_at is not None
+        return self.line.last_speech_sent_at
+
+    def _caller_audio(self, turn: Turn) -> tuple[str, bytes]:
+        if turn.audio is not None:
+            return "", read_wav(turn.audio, SAMPLE_RATE)
+        text = turn.say or turn.barge_in or ""
+        return text, synthesize(text, SAMPLE_RATE)
+
+    async def run(self) -> Report:
+        call = asyncio.create_task(self.session.run())
+        try:
+            await self._conversation()
+        finally:
+            await self.session.end("caller_hangup")
+            with contextlib.suppress(asyncio.CancelledError):
+                result = await asyncio.wait_for(call, 30)
+                self.report.end_reason = result.end_reason
+            if not call.done():
+                call.cancel()
+        self.report.passed = not self.report.failures
+        return self.report
+
+    async def _conversation(self) -> None:
+        turns, timeout = self.scenario.turns, self.scenario.answer_timeout_secs
+        start = time.monotonic()
+        await self._wait_quiet(start, timeout)
+        self.report.greeting_heard = await transcribe_async(self.line.heard_since(start))
+        for i, turn in enumerate(turns):
+            if self.session.ended:
+                self.report.failures.append(f"turn {i + 1}: the call had already ended")
+                break
+            next_is_barge_in = i + 1 < len(turns) and turns[i + 1].barge_in is not None
+            report = await self._play_turn(turn, timeout, next_is_barge_in)
+            self.report.turns.append(report)
+            self._check(i + 1, turn.expect, report)
+
+    async def _play_turn(self, turn: Turn, timeout: float, stop_early: bool) -> TurnReport:
+        log = self.session.log
+        first_record = len(log.turns)
+        report = TurnReport()
+        if turn.silence is not None:
+            began = time.monotonic()
+            await self.session.log.mark_caller_silent()
+            await asyncio.sleep(turn.silence)
+            spoke_at = began
+        else:
+            report.caller_said, pcm = self._caller_audio(turn)
+            if turn.barge_in is not None:
+                await self._wait_agent_speaking(self._last_speech_end, timeout)
+                await asyncio.sleep(BARGE_IN_AFTER_SECS)
+            spoke_at = await self._speak(pcm)
+            if turn.audio is not None:
+                report.caller_said = await transcribe_async(pcm)
+        self._last_speech_end = spoke_at
+        if stop_early:
+            await self._wait_agent_speaking(spoke_at, timeout)
+        else:
+            await self._wait_quiet(spoke_at, timeout)
+        heard_until = time.monotonic()
+        records = log.turns[first_record:]
+        self._fill(report, records)
+        heard = b"".join(r.pcm for r in self.line.received if spoke_at <= r.at <= heard_until)
+        report.caller_heard = await transcribe_async(heard)
+        first_audio = self.line.first_speech_after(spoke_at)
+        if first_audio is not None and turn.silence is None:
+            report.latency_ms["voice_to_voice"] = round((first_audio - spoke_at) * 1000, 1)
+        return report
+
+    _last_speech_end: float = 0.0
+
+    @staticmethod
+    def _fill(report: TurnReport, records: list[TurnRecord]) -> None:
+        report.agent_heard = " ".join(r.user_text for r in records if r.user_text).strip()
+        report.agent_said = " ".join(r.agent_text for r in records if r.agent_text).strip()
+        report.interrupted = any(r.interrupted for r in records)
+        report.tool_calls = [
+            {"name": c.name, "arguments": c.arguments, "result": c.result, "error": c.error}
+            for r in records for c in r.tool_calls
+        ]
+        for r in records:
+            for key in ("stt", "llm_ttft", "tts_ttfb"):
+                if key in r.latency_ms and key not in report.latency_ms:
+                    report.latency_ms[key] = r.latency_ms[key]
+
+    def _check(self, n: int, expect: Expect | None, report: TurnReport) -> None:
+        if expect is None:
+            return
+        fail = self.report.failures.append
+        called = [c["name"] for c in report.tool_calls if not c["error"]]
+        if expect.tool_called is not None:
+            wanted = [expect.tool_called] if isinstance(expect.tool_called, str) else expect.tool_called
+            for name in wanted:
+                if name not in called:
+                    fail(f"turn {n}: expected tool {name!r} to be called; called {called or 'none'}")
+        if expect.no_tool_called and report.tool_calls:
+            fail(f"turn {n}: expected no tool call; got {[c['name'] for c in report.tool_calls]}")
+        if expect.says_any is not None:
+            said = f"{report.agent_said} {report.caller_heard}".lower()
+            if not any(s.lower() in said for s in expect.says_any):
+                fail(f"turn {n}: expected the agent to say any of {expect.says_any}; "
+                     f"it said {report.agent_said!r}")
+        if expect.interrupted is not None and report.interrupted != expect.interrupted:
+            fail(f"turn {n}: expected interrupted={expect.interrupted}, got {report.interrupted}")
+        ended = self.session.end_reason is not None
+        if expect.call_ended is not None and ended != expect.call_ended:
+            fail(f"turn {n}: expected call_ended={expect.call_ended}, got {ended}")
+
+
+async def simulate(scenario: Scenario, **kwargs: Any) -> Report:
+    return await Simulation(scenario, **kwargs).run()

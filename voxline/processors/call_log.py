@@ -1,0 +1,165 @@
+"""What happened in a call: turns, tool calls and per-turn latencies.
+
+An observer sees every frame without sitting in the audio path, so recording costs
+the pipeline nothing. Latencies are measured between frames of one turn:
+
+- ``stt``: the VAD's end of speech → the final transcription;
+- ``llm_ttft``: the context reaching the LLM → its first text or tool call;
+- ``tts_ttfb``: the first text reaching TTS → its first audio;
+- ``voice_to_voice`` (pipeline side): the VAD's end of speech → the first agent audio
+  leaving the output transport. The simulated caller measures the same from the true
+  end of its speech, which also counts the VAD's stop delay.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    FunctionCallInProgressFrame,
+    LLMContextFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TranscriptionFrame,
+    TTSAudioRawFrame,
+    TTSTextFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.services.llm_service import LLMService
+from pipecat.services.stt_service import STTService
+from pipecat.services.tts_service import TTSService
+from pipecat.transports.base_output import BaseOutputTransport
+
+
+@dataclass
+class ToolCallRecord:
+    name: str
+    arguments: dict[str, Any]
+    result: Any = None
+    error: str | None = None
+    duration_ms: float = 0.0
+
+
+@dataclass
+class TurnRecord:
+    """One exchange: what the caller said and what the agent answered."""
+
+    index: int
+    user_text: str = ""
+    agent_text: str = ""
+    interrupted: bool = False
+    started_at: float = field(default_factory=time.time)
+    ended_at: float | None = None
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+class CallLog(BaseObserver):
+    """Collects the call's turns. ``on_turn_closed`` lets stores write turn by turn."""
+
+    def __init__(self, on_turn_closed: Callable[[TurnRecord], Awaitable[None]] | None = None):
+        super().__init__()
+        self.turns: list[TurnRecord] = [TurnRecord(index=0)]  # turn 0: the greeting
+        self._on_turn_closed = on_turn_closed
+        self._marks: dict[str, float] = {}
+        self.llm_responses_in_flight = 0
+        self.bot_speaking = False
+        self.last_activity = time.monotonic()
+        # Set when the caller stops speaking, cleared when the answer starts: the gap in
+        # which STT and turn detection run and nothing else looks busy.
+        self._answer_pending_since: float | None = None
+
+    @property
+    def current(self) -> TurnRecord:
+        return self.turns[-1]
+
+    def _measure(self, name: str, start_mark: str, now: float) -> None:
+        start = self._marks.pop(start_mark, None)
+        if start is not None and name not in self.current.latency_ms:
+            self.current.latency_ms[name] = round((now - start) * 1000, 1)
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        if not data.first_push:
+            return  # a frame is pushed again by every processor that passes it on
+        frame, src, now = data.frame, data.source, time.monotonic()
+        if isinstance(frame, VADUserStartedSpeakingFrame):
+            self._marks.clear()  # a new utterance: earlier unfinished measurements are void
+            self.last_activity = now
+        elif isinstance(frame, VADUserStoppedSpeakingFrame):
+            # VAD events are broadcast both ways; the first copy is the one that counts.
+            self._marks.setdefault("speech_end", now)
+            self._marks.setdefault("speech_end_v2v", now)
+            self._answer_pending_since = self._answer_pending_since or now
+        elif isinstance(frame, TranscriptionFrame) and isinstance(src, STTService):
+            self._measure("stt", "speech_end", now)
+        elif isinstance(frame, LLMContextFrame):
+            self._marks.setdefault("llm_start", now)
+        elif isinstance(frame, LLMFullResponseStartFrame) and isinstance(src, LLMService):
+            self.llm_responses_in_flight += 1
+            self._answer_pending_since = None
+        elif isinstance(frame, LLMFullResponseEndFrame) and isinstance(src, LLMService):
+            self.llm_responses_in_flight = max(0, self.llm_responses_in_flight - 1)
+            self.last_activity = now
+        elif isinstance(frame, LLMTextFrame | FunctionCallInProgressFrame) and isinstance(
+            src, LLMService
+        ):
+            self._measure("llm_ttft", "llm_start", now)
+            self._marks.setdefault("tts_start", now)
+        elif isinstance(frame, TTSAudioRawFrame) and isinstance(src, TTSService):
+            self._measure("tts_ttfb", "tts_start", now)
+        elif isinstance(frame, TTSAudioRawFrame) and isinstance(src, BaseOutputTransport):
+            self._measure("voice_to_voice", "speech_end_v2v", now)
+            self.last_activity = now
+        elif isinstance(frame, BotStartedSpeakingFrame):
+            self.bot_speaking = True
+            self.last_activity = now
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self.bot_speaking = False
+            self.last_activity = now
+        elif isinstance(frame, TTSTextFrame):
+            self.last_activity = now
+
+    # Called by the session from the context aggregators' events.
+    async def open_turn(self) -> None:
+        await self.close_turn()
+        self.turns.append(TurnRecord(index=len(self.turns)))
+
+    async def user_turn(self, text: str) -> None:
+        await self.open_turn()
+        self.current.user_text = text
+        self._marks.pop("llm_start", None)
+        self._marks.pop("tts_start", None)
+
+    async def mark_caller_silent(self) -> None:
+        """The caller says nothing: what the agent says next belongs to a turn of its own."""
+        await self.open_turn()
+
+    def agent_turn(self, text: str, interrupted: bool) -> None:
+        joined = f"{self.current.agent_text} {text}".strip() if text else self.current.agent_text
+        self.current.agent_text = joined
+        self.current.interrupted = self.current.interrupted or interrupted
+
+    def tool_call(self, record: ToolCallRecord) -> None:
+        self.current.tool_calls.append(record)
+
+    async def close_turn(self) -> None:
+        turn = self.current
+        if turn.ended_at is None:
+            turn.ended_at = time.time()
+            if self._on_turn_closed is not None:
+                await self._on_turn_closed(turn)
+
+    def busy(self, pending_timeout: float = 8.0) -> bool:
+        """Whether an answer is being prepared or played (a pending turn counts for a while)."""
+        pending = self._answer_pending_since
+        if pending is not None and time.monotonic() - pending > pending_timeout:
+            self._answer_pending_since = pending = None  # nothing came of that speech
+        return self.bot_speaking or self.llm_responses_in_flight > 0 or pending is not None

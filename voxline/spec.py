@@ -1,0 +1,175 @@
+"""AgentSpec: the validated, typed description of an agent (YAML in, objects out).
+
+Every field has a default that gives a working offline agent, so the smallest spec is
+``name: my-agent`` plus a prompt. ``load_spec`` raises SpecError listing *every*
+problem with its field path; ``check_spec`` adds the checks that need the machine
+(model files, tool imports, API key variables).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from voxline.errors import SpecError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PromptPart(_Strict):
+    """One part of the prompt. ``role`` names the part (identity, rules, style...)."""
+
+    role: str = "system"
+    text: str
+
+
+class ProviderBlock(_Strict):
+    """A provider and its options. Unknown options are passed to the provider as-is."""
+
+    provider: str
+    model: str | None = None
+    voice: str | None = None
+    base_url: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class LLMBlock(ProviderBlock):
+    provider: str = "llama"
+    temperature: float = Field(0.2, ge=0, le=2)
+    max_tokens: int = Field(160, gt=0, le=8192)
+
+
+class STTBlock(ProviderBlock):
+    provider: str = "whisper"
+
+
+class TTSBlock(ProviderBlock):
+    provider: str = "piper"
+
+
+class VADSettings(_Strict):
+    confidence: float = Field(0.7, gt=0, lt=1)
+    start_secs: float = Field(0.2, ge=0)
+    stop_secs: float = Field(0.2, ge=0)
+    min_volume: float = Field(0.6, ge=0, le=1)
+
+
+class TurnSettings(_Strict):
+    """How the end of the caller's turn is decided.
+
+    ``smart_turn`` runs Pipecat's Smart Turn model on top of VAD; ``silence`` ends the
+    turn after ``stop_secs`` of silence (deterministic, used by tests).
+    """
+
+    strategy: Literal["smart_turn", "silence"] = "smart_turn"
+    stop_secs: float = Field(0.5, ge=0, le=10)
+    allow_interruptions: bool = True
+
+
+class ToolSpec(_Strict):
+    """A Python function the LLM may call.
+
+    ``handler`` is ``path/to/file.py:function`` (relative to the spec file) or
+    ``package.module:function``. Parameters are read from the function's signature.
+    """
+
+    name: str = Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
+    handler: str = Field(pattern=r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$")
+    description: str = ""
+    timeout_secs: float = Field(5.0, gt=0, le=120)
+    say_on_error: str = "Sorry, I couldn't do that just now."
+
+
+class IdleSettings(_Strict):
+    reprompt_after_secs: float = Field(7.0, gt=0)
+    max_reprompts: int = Field(2, ge=0)
+    reprompt: str = "Are you still there?"
+    goodbye: str = "I haven't heard from you, so I'll hang up now. Goodbye!"
+
+
+class Limits(_Strict):
+    max_call_secs: float = Field(600.0, gt=0)
+    max_tool_calls_per_turn: int = Field(3, ge=0)
+
+
+class AgentSpec(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    language: str = "en"
+    greeting: str | None = None
+    prompt: list[PromptPart] = Field(min_length=1)
+    stt: STTBlock = Field(default_factory=STTBlock)
+    llm: LLMBlock = Field(default_factory=LLMBlock)
+    tts: TTSBlock = Field(default_factory=TTSBlock)
+    vad: VADSettings = Field(default_factory=VADSettings)
+    turn: TurnSettings = Field(default_factory=TurnSettings)
+    tools: list[ToolSpec] = Field(default_factory=list)
+    idle: IdleSettings = Field(default_factory=IdleSettings)
+    limits: Limits = Field(default_factory=Limits)
+    # The folder relative tool paths are resolved against; set by load_spec.
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_from_string(cls, value: Any) -> Any:
+        return [{"role": "system", "text": value}] if isinstance(value, str) else value
+
+    @field_validator("tools")
+    @classmethod
+    def _unique_tool_names(cls, tools: list[ToolSpec]) -> list[ToolSpec]:
+        names = [t.name for t in tools]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate tool names: {', '.join(duplicates)}")
+        return tools
+
+    @property
+    def system_prompt(self) -> str:
+        return "\n\n".join(part.text.strip() for part in self.prompt)
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def parse_spec(data: Any, *, base_dir: Path | None = None) -> AgentSpec:
+    """Validate a mapping into an AgentSpec, or raise SpecError with every problem."""
+    if not isinstance(data, dict):
+        raise SpecError([("", f"expected a mapping, got {type(data).__name__}")])
+    try:
+        return AgentSpec.model_validate({**data, "base_dir": base_dir or Path.cwd()})
+    except ValidationError as e:
+        raise SpecError([(_path(err["loc"]), err["msg"]) for err in e.errors()]) from None
+
+
+def load_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError([("", f"file not found: {path}")]) from None
+    except yaml.YAMLError as e:
+        raise SpecError([("", f"invalid YAML: {e}")]) from None
+
+
+def load_spec(path: str | Path) -> AgentSpec:
+    """Read and validate an agent YAML file."""
+    path = Path(path).resolve()
+    return parse_spec(load_yaml(path), base_dir=path.parent)
+
+
+def check_spec(path: str | Path) -> tuple[AgentSpec | None, list[tuple[str, str]]]:
+    """Validate a spec fully: schema, then model files, tool imports and secrets."""
+    try:
+        spec = load_spec(path)
+    except SpecError as e:
+        return None, e.problems
+    # Imported late: these pull in provider and tool machinery.
+    from voxline.integrations.providers.registry import check_providers
+    from voxline.integrations.tools.loader import check_tools
+
+    return spec, check_providers(spec) + check_tools(spec)
