@@ -1,0 +1,162 @@
+"""Phone call density: N concurrent simulated Twilio calls against one server process.
+
+The server (a subprocess running uvicorn on 127.0.0.1) runs voxline's Twilio router with a
+real pipecat pipeline per call: Silero VAD, fake STT/LLM/TTS with fixed latency (cached
+greeting/answer audio). Each client streams real speech in real time and plays agent
+audio back in real time, echoing marks. Prints one JSON object.
+
+Jitter = how late each agent audio chunk arrives relative to an ideal real-time schedule
+anchored at the first chunk of its talkspurt (early arrival is fine: Twilio buffers).
+
+Usage: python benchmarks/phone_density.py [--ns 10,50,100,200] [--secs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+GREETING = "Hello, thanks for calling."
+ANSWER = "We are open every day from nine until eleven."
+QUESTION = "When are you open?"
+
+
+def serve(port: int) -> None:
+    import uvicorn
+    from fastapi import FastAPI
+
+    from tests.phone.kit import AgentScript, make_on_stream, speech
+    from voxline.transports.twilio import InMemoryCallRecords, TwilioConfig, twilio_router
+
+    script = AgentScript(
+        greeting=GREETING, transcripts=[QUESTION] * 4, reply=lambda _: ANSWER,
+        stt_latency=0.15, llm_latency=0.2, tts_latency=0.05,
+        tts_cache={GREETING: speech(GREETING), ANSWER: speech(ANSWER)},
+    )
+    config = TwilioConfig(account_sid="AC0", auth_token="tok", routes={})
+    app = FastAPI()
+    app.include_router(twilio_router(config, make_on_stream(script), records=InMemoryCallRecords(),
+                                     verify_stream_signature=False))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", ws="websockets")
+
+
+def proc_stats(pid: int) -> tuple[float, int]:
+    """(cpu seconds, rss bytes) of a process and its children, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+    return cpu, rss
+
+
+def jitter_ms(arrivals: list[tuple[float, int]]) -> list[float]:
+    late: list[float] = []
+    t0, audio = None, 0.0
+    prev = None
+    for at, nbytes in arrivals:
+        if prev is None or at - prev > 0.3:  # new talkspurt
+            t0, audio = at, 0.0
+        late.append(max(0.0, (at - (t0 + audio)) * 1000))
+        audio += nbytes / 8000
+        prev = at
+    return late
+
+
+async def run_calls(n: int, secs: float, port: int, pid: int) -> dict:
+    from tests.fakes.twilio_media import FakeTwilioCall
+    from tests.phone.kit import silence, speech
+
+    url = f"ws://127.0.0.1:{port}/twilio/stream"
+    question = speech(QUESTION) + silence(0.4)
+    calls = [FakeTwilioCall(url, call_sid=f"CA{i:032d}", stream_sid=f"MZ{i:032d}",
+                            parameters={"agent": "bench"}, auth_token=None) for i in range(n)]
+    cpu0, rss0 = proc_stats(pid)
+    t0 = time.monotonic()
+    await asyncio.gather(*(c.connect() for c in calls))
+
+    async def talk(c: FakeTwilioCall) -> None:
+        await asyncio.sleep(3.0)
+        while time.monotonic() - t0 < secs - 4:
+            c.say(question)
+            await asyncio.sleep(5.0)
+
+    talkers = [asyncio.create_task(talk(c)) for c in calls]
+    await asyncio.sleep(secs)
+    for t in talkers:
+        t.cancel()
+    cpu1, rss1 = proc_stats(pid)
+    wall = time.monotonic() - t0
+    await asyncio.gather(*(c.stop() for c in calls), return_exceptions=True)
+    late = sorted(x for c in calls for x in jitter_ms(c.media_arrivals))
+    starts = sorted((c.first_media_at - c.start_sent_at) * 1000 for c in calls
+                    if c.first_media_at and c.start_sent_at)
+    # A call "completes" when it heard the greeting and at least one answer.
+    complete = sum(1 for c in calls if len(c.played) > 8000 * 3)
+
+    def pct(xs: list[float], p: float) -> float | None:
+        return round(xs[min(len(xs) - 1, int(p * len(xs)))], 1) if xs else None
+
+    return {
+        "n": n,
+        "cpu_per_call_pct": round((cpu1 - cpu0) / wall / n * 100, 2),
+        "rss_per_call_mb": round((rss1 - rss0) / n / 2**20, 2),
+        "server_rss_mb": round(rss1 / 2**20, 1),
+        "jitter_p99_ms": pct(late, 0.99),
+        "jitter_p50_ms": pct(late, 0.5),
+        "start_to_first_audio_ms_p50": pct(starts, 0.5),
+        "start_to_first_audio_ms_p99": pct(starts, 0.99),
+        "calls_complete": complete,
+        "calls_all_complete": complete == n,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ns", default="10,50,100,200")
+    ap.add_argument("--secs", type=float, default=15.0)
+    ap.add_argument("--serve", type=int)
+    args = ap.parse_args()
+    results = []
+    for n in (int(x) for x in args.ns.split(",")):
+        port = free_port()
+        server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.1).close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+            results.append(await run_calls(n, args.secs, port, server.pid))
+        finally:
+            server.terminate()
+            server.wait(10)
+    ok = [r["n"] for r in results if r["calls_all_complete"]
+          and r["jitter_p99_ms"] is not None and r["jitter_p99_ms"] < 20]
+    print(json.dumps({"machine_cpus": os.cpu_count(), "secs_per_run": args.secs,
+                      "results": results, "max_n_jitter_p99_under_20ms": max(ok, default=None)}))
+
+
+if __name__ == "__main__":
+    if "--serve" in sys.argv:
+        serve(int(sys.argv[sys.argv.index("--serve") + 1]))
+    else:
+        asyncio.run(main())
