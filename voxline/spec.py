@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from voxline.errors import SpecError
 
@@ -85,6 +92,26 @@ class ToolSpec(_Strict):
     say_on_error: str = "Sorry, I couldn't do that just now."
 
 
+class Example(_Strict):
+    """An example exchange shown to the LLM before the call (few-shot).
+
+    Small local models follow examples far better than instructions: one example per
+    tool, and one of asking for missing details, makes their tool use dependable.
+    """
+
+    caller: str
+    call: dict[str, dict[str, Any]] | None = None  # {tool_name: arguments}
+    result: Any = None
+    say: str | None = None
+
+    @field_validator("call")
+    @classmethod
+    def _one_call(cls, call: dict[str, dict[str, Any]] | None) -> Any:
+        if call is not None and len(call) != 1:
+            raise ValueError("an example calls exactly one tool: {tool_name: {arguments}}")
+        return call
+
+
 class IdleSettings(_Strict):
     reprompt_after_secs: float = Field(7.0, gt=0)
     max_reprompts: int = Field(2, ge=0)
@@ -108,6 +135,7 @@ class AgentSpec(_Strict):
     vad: VADSettings = Field(default_factory=VADSettings)
     turn: TurnSettings = Field(default_factory=TurnSettings)
     tools: list[ToolSpec] = Field(default_factory=list)
+    examples: list[Example] = Field(default_factory=list)
     idle: IdleSettings = Field(default_factory=IdleSettings)
     limits: Limits = Field(default_factory=Limits)
     # The folder relative tool paths are resolved against; set by load_spec.
@@ -126,6 +154,15 @@ class AgentSpec(_Strict):
         if duplicates:
             raise ValueError(f"duplicate tool names: {', '.join(duplicates)}")
         return tools
+
+    @model_validator(mode="after")
+    def _examples_use_known_tools(self) -> AgentSpec:
+        names = {t.name for t in self.tools}
+        for i, example in enumerate(self.examples):
+            for name in example.call or {}:
+                if name not in names:
+                    raise ValueError(f"examples.{i}.call: {name!r} is not one of the agent's tools")
+        return self
 
     @property
     def system_prompt(self) -> str:

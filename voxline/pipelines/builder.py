@@ -9,6 +9,7 @@ integrator's own processors go, and the agent's tools with guardrails:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +112,23 @@ def register_tools(spec: AgentSpec, llm: Any, log: CallLog) -> Any:
     return tools_schema(spec, tools)
 
 
+def example_messages(spec: AgentSpec) -> list[dict[str, Any]]:
+    """The spec's examples as earlier exchanges in OpenAI message form."""
+    messages: list[dict[str, Any]] = []
+    for i, example in enumerate(spec.examples):
+        messages.append({"role": "user", "content": example.caller})
+        for name, arguments in (example.call or {}).items():
+            call_id = f"example_{i}"
+            messages.append({"role": "assistant", "content": None, "tool_calls": [{
+                "id": call_id, "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)}}]})
+            messages.append({"role": "tool", "tool_call_id": call_id,
+                             "content": json.dumps(example.result)})
+        if example.say:
+            messages.append({"role": "assistant", "content": example.say})
+    return messages
+
+
 def build_pipeline(
     spec: AgentSpec,
     transport: BaseTransport,
@@ -123,7 +141,7 @@ def build_pipeline(
     ext = extensions or Extensions()
     system = "\n\n".join([spec.system_prompt, *extra_context])
     context = LLMContext(
-        messages=[{"role": "system", "content": system}],
+        messages=[{"role": "system", "content": system}, *example_messages(spec)],
         tools=register_tools(spec, services.llm, log),
     )
     aggregators = LLMContextAggregatorPair(

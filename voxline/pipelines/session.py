@@ -94,7 +94,7 @@ class CallSession:
         task.add_done_callback(self._tasks.discard)
 
     def _wire(self, aggregators, transport: BaseTransport) -> None:
-        user, assistant = aggregators.user(), aggregators.assistant()
+        user = aggregators.user()
 
         @user.event_handler("on_user_turn_stopped")
         async def _user_stopped(_agg, _strategy, message) -> None:
@@ -104,10 +104,6 @@ class CallSession:
         @user.event_handler("on_user_turn_idle")
         async def _idle(_agg) -> None:
             await self._on_idle()
-
-        @assistant.event_handler("on_assistant_turn_stopped")
-        async def _assistant_stopped(_agg, message) -> None:
-            self.log.agent_turn(message.content, message.interrupted)
 
         @self.worker.event_handler("on_pipeline_started")
         async def _started(_worker, _frame) -> None:
@@ -130,10 +126,8 @@ class CallSession:
         idle = self.spec.idle
         if self._reprompts < idle.max_reprompts:
             self._reprompts += 1
-            self.log.agent_turn(idle.reprompt, False)
             await self.worker.queue_frame(TTSSpeakFrame(idle.reprompt))
         else:
-            self.log.agent_turn(idle.goodbye, False)
             await self.end("caller_silent", speak=idle.goodbye)
 
     async def _enforce_time_limit(self) -> None:

@@ -112,6 +112,8 @@ class Simulation:
         start = time.monotonic()
         await self._wait_quiet(start, timeout)
         self.report.greeting_heard = await transcribe_async(self.line.heard_since(start))
+        # Checked once all turns are played: an interrupted answer is only known later.
+        checks: list[tuple[int, Expect | None, TurnReport, bool]] = []
         for i, turn in enumerate(turns):
             if self.session.ended:
                 self.report.failures.append(f"turn {i + 1}: the call had already ended")
@@ -119,7 +121,15 @@ class Simulation:
             next_is_barge_in = i + 1 < len(turns) and turns[i + 1].barge_in is not None
             report = await self._play_turn(turn, timeout, next_is_barge_in)
             self.report.turns.append(report)
-            self._check(i + 1, turn.expect, report)
+            if self._interrupted_turn is not None:
+                cut_report, records = self._interrupted_turn
+                heard = cut_report.caller_heard
+                self._fill(cut_report, records)
+                cut_report.caller_heard = heard
+                self._interrupted_turn = None
+            checks.append((i + 1, turn.expect, report, self.session.end_reason is not None))
+        for n, expect, report, ended in checks:
+            self._check(n, expect, report, ended)
 
     async def _play_turn(self, turn: Turn, timeout: float, stop_early: bool) -> TurnReport:
         log = self.session.log
@@ -135,6 +145,7 @@ class Simulation:
             if turn.barge_in is not None:
                 await self._wait_agent_speaking(self._last_speech_end, timeout)
                 await asyncio.sleep(BARGE_IN_AFTER_SECS)
+                await self._finish_interrupted_turn()
             spoke_at = await self._speak(pcm)
             if turn.audio is not None:
                 report.caller_said = await transcribe_async(pcm)
@@ -143,17 +154,32 @@ class Simulation:
             await self._wait_agent_speaking(spoke_at, timeout)
         else:
             await self._wait_quiet(spoke_at, timeout)
-        heard_until = time.monotonic()
         records = log.turns[first_record:]
         self._fill(report, records)
-        heard = b"".join(r.pcm for r in self.line.received if spoke_at <= r.at <= heard_until)
-        report.caller_heard = await transcribe_async(heard)
+        report.caller_heard = await self._heard(spoke_at, time.monotonic())
+        self._previous = (report, records, spoke_at)
         first_audio = self.line.first_speech_after(spoke_at)
         if first_audio is not None and turn.silence is None:
             report.latency_ms["voice_to_voice"] = round((first_audio - spoke_at) * 1000, 1)
         return report
 
     _last_speech_end: float = 0.0
+    _previous: tuple[TurnReport, list[TurnRecord], float] | None = None
+
+    async def _heard(self, since: float, until: float) -> str:
+        return await transcribe_async(
+            b"".join(r.pcm for r in self.line.received if since <= r.at <= until)
+        )
+
+    async def _finish_interrupted_turn(self) -> None:
+        """The caller cuts in now: the previous answer is what was played until this moment."""
+        if self._previous is None:
+            return
+        report, records, spoke_at = self._previous
+        report.caller_heard = await self._heard(spoke_at, time.monotonic())
+        self._interrupted_turn = (report, records)
+
+    _interrupted_turn: tuple[TurnReport, list[TurnRecord]] | None = None
 
     @staticmethod
     def _fill(report: TurnReport, records: list[TurnRecord]) -> None:
@@ -169,7 +195,7 @@ class Simulation:
                 if key in r.latency_ms and key not in report.latency_ms:
                     report.latency_ms[key] = r.latency_ms[key]
 
-    def _check(self, n: int, expect: Expect | None, report: TurnReport) -> None:
+    def _check(self, n: int, expect: Expect | None, report: TurnReport, ended: bool) -> None:
         if expect is None:
             return
         fail = self.report.failures.append
@@ -188,7 +214,6 @@ class Simulation:
                      f"it said {report.agent_said!r}")
         if expect.interrupted is not None and report.interrupted != expect.interrupted:
             fail(f"turn {n}: expected interrupted={expect.interrupted}, got {report.interrupted}")
-        ended = self.session.end_reason is not None
         if expect.call_ended is not None and ended != expect.call_ended:
             fail(f"turn {n}: expected call_ended={expect.call_ended}, got {ended}")
 

@@ -22,6 +22,7 @@ from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
     FunctionCallInProgressFrame,
+    InterruptionFrame,
     LLMContextFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
@@ -76,6 +77,9 @@ class CallLog(BaseObserver):
         # Set when the caller stops speaking, cleared when the answer starts: the gap in
         # which STT and turn detection run and nothing else looks busy.
         self._answer_pending_since: float | None = None
+        # Latencies measured before the caller's turn is opened (stt) wait here for it.
+        self._pending_latency: dict[str, float] = {}
+        self._awaiting_turn = False
 
     @property
     def current(self) -> TurnRecord:
@@ -83,13 +87,16 @@ class CallLog(BaseObserver):
 
     def _measure(self, name: str, start_mark: str, now: float) -> None:
         start = self._marks.pop(start_mark, None)
-        if start is not None and name not in self.current.latency_ms:
-            self.current.latency_ms[name] = round((now - start) * 1000, 1)
+        target = self._pending_latency if self._awaiting_turn else self.current.latency_ms
+        if start is not None and name not in target:
+            target[name] = round((now - start) * 1000, 1)
 
     async def on_push_frame(self, data: FramePushed) -> None:
+        frame, src, now = data.frame, data.source, time.monotonic()
+        if isinstance(src, BaseOutputTransport):
+            self._played(frame, now)
         if not data.first_push:
             return  # a frame is pushed again by every processor that passes it on
-        frame, src, now = data.frame, data.source, time.monotonic()
         if isinstance(frame, VADUserStartedSpeakingFrame):
             self._marks.clear()  # a new utterance: earlier unfinished measurements are void
             self.last_activity = now
@@ -98,6 +105,7 @@ class CallLog(BaseObserver):
             self._marks.setdefault("speech_end", now)
             self._marks.setdefault("speech_end_v2v", now)
             self._answer_pending_since = self._answer_pending_since or now
+            self._awaiting_turn = True
         elif isinstance(frame, TranscriptionFrame) and isinstance(src, STTService):
             self._measure("stt", "speech_end", now)
         elif isinstance(frame, LLMContextFrame):
@@ -115,16 +123,23 @@ class CallLog(BaseObserver):
             self._marks.setdefault("tts_start", now)
         elif isinstance(frame, TTSAudioRawFrame) and isinstance(src, TTSService):
             self._measure("tts_ttfb", "tts_start", now)
-        elif isinstance(frame, TTSAudioRawFrame) and isinstance(src, BaseOutputTransport):
-            self._measure("voice_to_voice", "speech_end_v2v", now)
-            self.last_activity = now
         elif isinstance(frame, BotStartedSpeakingFrame):
             self.bot_speaking = True
             self.last_activity = now
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self.bot_speaking = False
             self.last_activity = now
+        elif isinstance(frame, InterruptionFrame) and self.bot_speaking:
+            self.current.interrupted = True
+
+    def _played(self, frame: object, now: float) -> None:
+        """Frames the output transport passes on once their audio is played."""
+        if isinstance(frame, TTSAudioRawFrame):
+            self._measure("voice_to_voice", "speech_end_v2v", now)
+            self.last_activity = now
         elif isinstance(frame, TTSTextFrame):
+            # Released as its audio plays: what the caller was actually played, in order.
+            self.current.agent_text = f"{self.current.agent_text} {frame.text}".strip()
             self.last_activity = now
 
     # Called by the session from the context aggregators' events.
@@ -135,17 +150,13 @@ class CallLog(BaseObserver):
     async def user_turn(self, text: str) -> None:
         await self.open_turn()
         self.current.user_text = text
-        self._marks.pop("llm_start", None)
-        self._marks.pop("tts_start", None)
+        self.current.latency_ms.update(self._pending_latency)
+        self._pending_latency.clear()
+        self._awaiting_turn = False
 
     async def mark_caller_silent(self) -> None:
         """The caller says nothing: what the agent says next belongs to a turn of its own."""
         await self.open_turn()
-
-    def agent_turn(self, text: str, interrupted: bool) -> None:
-        joined = f"{self.current.agent_text} {text}".strip() if text else self.current.agent_text
-        self.current.agent_text = joined
-        self.current.interrupted = self.current.interrupted or interrupted
 
     def tool_call(self, record: ToolCallRecord) -> None:
         self.current.tool_calls.append(record)

@@ -84,12 +84,13 @@ def check_providers(spec: AgentSpec) -> list[tuple[str, str]]:
 def build_stt(block: STTBlock, language: str, sample_rate: int | None = None) -> Any:
     if block.provider == "whisper":
         require("faster_whisper", "local")
-        from pipecat.services.whisper.stt import WhisperSTTService
+        from voxline.integrations.providers.local.whisper import LocalWhisperSTTService
 
         root = manifest.resolve(model_name(block))
-        return WhisperSTTService(
+        return LocalWhisperSTTService(
             device="cpu", compute_type=block.options.get("compute_type", "int8"),
-            settings=WhisperSTTService.Settings(
+            beam_size=block.options.get("beam_size", 1),
+            settings=LocalWhisperSTTService.Settings(
                 model=str(root), language=language,
                 no_speech_prob=block.options.get("no_speech_prob", 0.6),
             ),

@@ -90,6 +90,13 @@ def name_grammar(names: list[str]) -> str:
     return f"root ::= {choices}"
 
 
+# What the agent says: a non-empty JSON string body (an empty answer leaves the caller
+# in silence, which small models otherwise produce after an unhelpful tool result).
+SPEECH_GRAMMAR = r'''root ::= first rest* "\""
+first ::= [^"\\\n ]
+rest ::= [^"\\\n] | "\\" ["\\/nt]'''
+
+
 def arguments_grammar(schema: dict[str, Any]) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
@@ -300,7 +307,7 @@ class LlamaCppLLMService(OpenAILLMService):
         prompt += f'{NO_TOOL}", "say": "'
         stream = llama.create_completion(
             model.tokens(prompt), max_tokens=max_tokens or 160, temperature=temperature,
-            stream=True, stop=[_END, "<|endoftext|>"],
+            stream=True, stop=[_END, "<|endoftext|>"], grammar=model.grammar(SPEECH_GRAMMAR),
         )
         decoder = JsonStringDecoder()
         for piece in stream:
