@@ -4,7 +4,8 @@ The shape is Pipecat's standard cascade; voxline adds named places where an
 integrator's own processors go, and the agent's tools with guardrails:
 
     transport.input → [before_stt] → STT → [before_llm] → user context (VAD, turns)
-      → LLM → [after_llm] → [before_tts] → TTS → transport.output → assistant context
+      → LLM → [after_llm] → [before_tts] → TTS → [before_output] → transport.output
+      → [after_output] → assistant context
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class Extensions:
     before_llm: list[FrameProcessor] = field(default_factory=list)
     after_llm: list[FrameProcessor] = field(default_factory=list)
     before_tts: list[FrameProcessor] = field(default_factory=list)
+    # Transports that learn what was played (phone marks) sit around the output.
+    before_output: list[FrameProcessor] = field(default_factory=list)
+    after_output: list[FrameProcessor] = field(default_factory=list)
 
 
 def turn_strategies(spec: AgentSpec) -> UserTurnStrategies:
@@ -162,7 +166,9 @@ def build_pipeline(
         *ext.after_llm,
         *ext.before_tts,
         services.tts,
+        *ext.before_output,
         transport.output(),
+        *ext.after_output,
         aggregators.assistant(),
     ])
     return pipeline, aggregators
