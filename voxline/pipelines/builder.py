@@ -37,6 +37,7 @@ from voxline.integrations.tools.runtime import (
     make_handler,
     make_unknown_handler,
 )
+from voxline.processors.answer_guard import AnswerGuard
 from voxline.processors.call_log import CallLog
 from voxline.spec import AgentSpec
 
@@ -163,6 +164,7 @@ def build_pipeline(
         *ext.before_llm,
         aggregators.user(),
         services.llm,
+        AnswerGuard(spec.fallback),
         *ext.after_llm,
         *ext.before_tts,
         services.tts,

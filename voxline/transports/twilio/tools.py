@@ -12,7 +12,7 @@ wait for the goodbye to play cannot slip through a cancellation race.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
@@ -31,6 +31,9 @@ log = logging.getLogger("voxline.twilio")
 
 _NO_LLM = FunctionCallResultProperties(run_llm=False)
 
+OnEnd = Callable[[str], Awaitable[None]]  # end the pipeline with this reason
+ToolLog = Callable[[str, dict[str, Any], Any], None]  # name, arguments, result
+
 
 class CallControl:
     def __init__(
@@ -40,32 +43,44 @@ class CallControl:
         *,
         goodbye: str = "Thank you for calling. Goodbye!",
         transfer_message: str = "Please hold while I transfer your call.",
-        transfer_targets: Sequence[str] = (),
+        transfer_targets: Mapping[str, str] | None = None,
         speech_timeout_secs: float = 15.0,
+        on_end: OnEnd | None = None,
+        tool_log: ToolLog | None = None,
     ) -> None:
         self._call = call
         self._rest = rest
         self.goodbye = goodbye
         self.transfer_message = transfer_message
-        self.transfer_targets = tuple(transfer_targets)
+        # label -> number or SIP address. The LLM only ever picks a label: a target
+        # number never comes from the model (toll fraud), only from configuration.
+        self.transfer_targets: dict[str, str] = dict(transfer_targets or {})
         self.speech_timeout_secs = speech_timeout_secs
+        # Set by the app: how to end the pipeline once the call is over on Twilio's side,
+        # and where tool calls are recorded (the session's call log).
+        self.on_end = on_end
+        self.tool_log = tool_log
 
     # -- schemas the LLM sees --------------------------------------------------
     def schemas(self) -> list[FunctionSchema]:
-        end = FunctionSchema(
+        return [self.end_call_schema(), self.transfer_schema()]
+
+    def end_call_schema(self) -> FunctionSchema:
+        return FunctionSchema(
             name="end_call",
             description="Say goodbye and hang up when the conversation is finished.",
             properties={"goodbye": {"type": "string", "description": "Last sentence to say."}},
             required=[],
         )
-        transfer = FunctionSchema(
+
+    def transfer_schema(self) -> FunctionSchema:
+        labels = list(self.transfer_targets)
+        return FunctionSchema(
             name="transfer_call",
-            description="Transfer the caller to a human.",
-            properties={"target": {"type": "string", "enum": list(self.transfer_targets)}}
-            if self.transfer_targets else {},
+            description="Transfer the caller to a human, after they asked for one.",
+            properties={"target": {"type": "string", "enum": labels}} if len(labels) > 1 else {},
             required=[],
         )
-        return [end, transfer]
 
     def register(self, llm: Any) -> None:
         llm.register_function("end_call", self.end_call, cancel_on_interruption=True)
@@ -74,38 +89,50 @@ class CallControl:
     # -- handlers --------------------------------------------------------------
     async def end_call(self, params: FunctionCallParams) -> None:
         call, epoch = self._call, self._generation_epoch()
-        text = str(params.arguments.get("goodbye") or self.goodbye)
+        text = str((params.arguments or {}).get("goodbye") or self.goodbye)
         if not await self._say_and_wait(params, text, epoch):
-            await params.result_callback({"status": "not ended: caller interrupted"}, properties=_NO_LLM)
+            await self._result(params, {"status": "not ended: caller interrupted"}, _NO_LLM)
             return
         if not await self._rest_action("hang-up", lambda r: r.hang_up(call.call_id)):
-            # Reported to the LLM; the stream ending will still end a <Connect> call.
-            await params.result_callback({"error": "hang-up failed"}, properties=_NO_LLM)
-            return
-        call.end_reason = "agent_hung_up"
-        await call.records.close(call.call_id, reason="agent_hung_up", stats=call.stats())
-        await params.result_callback({"status": "call ended"}, properties=_NO_LLM)
+            # Reported; closing the stream below still ends a <Connect><Stream> call.
+            await self._result(params, {"error": "hang-up failed"}, _NO_LLM)
+        else:
+            call.end_reason = "agent_hung_up"
+            await call.records.close(call.call_id, reason="agent_hung_up", stats=call.stats())
+            await self._result(params, {"status": "call ended"}, _NO_LLM)
+        if self.on_end is not None:
+            await self.on_end("agent_hung_up")
 
     async def transfer_call(self, params: FunctionCallParams) -> None:
         call, epoch = self._call, self._generation_epoch()
-        target = str(params.arguments.get("target") or (self.transfer_targets[:1] or [""])[0])
-        if not target or (self.transfer_targets and target not in self.transfer_targets):
-            await params.result_callback({"error": "no such transfer target"})
+        labels = list(self.transfer_targets)
+        label = str((params.arguments or {}).get("target") or (labels[0] if len(labels) == 1 else ""))
+        target = self.transfer_targets.get(label)
+        if not target:
+            await self._result(params, {"error": "no such transfer target", "targets": labels}, None)
             return
         if not await self._say_and_wait(params, self.transfer_message, epoch):
-            await params.result_callback({"status": "not transferred: caller interrupted"}, properties=_NO_LLM)
+            await self._result(params, {"status": "not transferred: caller interrupted"}, _NO_LLM)
             return
         ok = await self._rest_action("transfer", lambda r: r.transfer(call.call_id, target))
         if not ok:
-            await params.result_callback({"error": "transfer failed"})
+            await self._result(params, {"error": "transfer failed"}, None)
             return
         call.end_reason = "transferred"
         await call.records.set_transfer(call.call_id, target)
         await call.records.close(call.call_id, reason="transferred", stats=call.stats())
-        log.info("%s transferred to %s", call.call_id, redact_number(target))
-        await params.result_callback({"status": "transferred"}, properties=_NO_LLM)
+        log.info("%s transferred to %s (%s)", call.call_id, label, redact_number(target))
+        await self._result(params, {"status": "transferred"}, _NO_LLM)
+        if self.on_end is not None:
+            await self.on_end("transferred")  # Twilio now runs the <Dial>; our stream is done
 
     # -- helpers ---------------------------------------------------------------
+    async def _result(self, params: FunctionCallParams, result: dict[str, Any],
+                      properties: FunctionCallResultProperties | None) -> None:
+        if self.tool_log is not None:
+            self.tool_log(params.function_name, dict(params.arguments or {}), result)
+        await params.result_callback(result, properties=properties)
+
     def _generation_epoch(self) -> int:
         return self._call.ledger.epoch
 

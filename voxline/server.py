@@ -1,0 +1,398 @@
+"""The voxline server: one process, many agents, phone calls over Twilio.
+
+``create_app(agents_dir)`` loads every ``*/agent.yaml`` under ``agents_dir`` (an agent
+is known by its ``name``) and the routing table ``agents_dir/routes.yaml``::
+
+    # Dialed number (E.164 or sip:...) -> agent name. Spaces/dashes are ignored.
+    numbers:
+      "+1 555 000 1111": restaurant
+    # Optional, per agent: where ``transfer_call`` may send the caller, by label.
+    # The model only ever picks a label, never a number.
+    transfer:
+      restaurant: {front desk: "+15550002222", manager: "sip:manager@pbx.example.com"}
+    # Optional, per agent: caller id for outbound calls. Default: the first number
+    # that routes to the agent.
+    outbound_from:
+      restaurant: "+15550001111"
+
+Routes:
+
+- ``POST /twilio/voice``, ``WS /twilio/stream``, ``POST /twilio/status`` (see
+  :func:`voxline.transports.twilio.twilio_router`); each stream runs a
+  :class:`~voxline.pipelines.session.CallSession` of the routed agent.
+- ``POST /calls`` -- place an outbound call. ``Authorization: Bearer $VOXLINE_API_KEY``;
+  body ``{"to": "+1555...", "agent": "restaurant", "from": optional,
+  "machine_detection": true}``; answers 201 ``{"call_sid", "status", "agent"}``.
+- ``GET /healthz`` -- ``{"status": "ok", "agents": [...], "active_calls": n}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse
+from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
+from pipecat.processors.aggregators.dtmf_aggregator import DTMFAggregator
+from pydantic import BaseModel, Field
+
+from voxline.errors import ProviderError, SpecError
+from voxline.pipelines.builder import Extensions, Services
+from voxline.pipelines.session import CallSession
+from voxline.processors.call_log import ToolCallRecord
+from voxline.spec import AgentSpec, load_spec, load_yaml
+from voxline.transports.twilio import (
+    CallRecords,
+    InMemoryCallRecords,
+    TwilioCall,
+    TwilioConfig,
+    TwilioRestClient,
+    place_outbound_call,
+    redact_number,
+    twilio_router,
+)
+from voxline.transports.twilio.config import normalize_number
+from voxline.transports.twilio.greeting import GreetingCache
+from voxline.transports.twilio.recording import TwoChannelRecorder
+from voxline.transports.twilio.signature import public_base
+
+log = logging.getLogger("voxline.server")
+
+ROUTES_FILE = "routes.yaml"
+PHONE_RATE = 8000
+API_KEY_ENV = "VOXLINE_API_KEY"
+AGENTS_DIR_ENV = "VOXLINE_AGENTS_DIR"
+
+ServicesFactory = Callable[[AgentSpec], Services]
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    numbers: Mapping[str, str] = field(default_factory=dict)  # dialed number -> agent
+    transfer: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # agent -> label -> target
+    outbound_from: Mapping[str, str] = field(default_factory=dict)  # agent -> caller id
+
+    def caller_id_for(self, agent: str) -> str | None:
+        if agent in self.outbound_from:
+            return self.outbound_from[agent]
+        return next((n for n, a in self.numbers.items() if a == agent and not n.startswith("sip:")), None)
+
+
+def load_agents(agents_dir: Path) -> dict[str, AgentSpec]:
+    """Every ``*/agent.yaml`` under ``agents_dir`` (and ``agents_dir/agent.yaml``), by name."""
+    agents: dict[str, AgentSpec] = {}
+    problems: list[tuple[str, str]] = []
+    paths = sorted({*agents_dir.glob("agent.yaml"), *agents_dir.glob("*/agent.yaml")})
+    for path in paths:
+        try:
+            spec = load_spec(path)
+        except SpecError as e:
+            problems += [(f"{path}: {where}", why) for where, why in e.problems]
+            continue
+        if spec.name in agents:
+            problems.append((str(path), f"agent name {spec.name!r} is used twice"))
+        agents[spec.name] = spec
+    if problems:
+        raise SpecError(problems)
+    if not agents:
+        raise SpecError([(str(agents_dir), "no */agent.yaml found")])
+    return agents
+
+
+def load_routes(agents_dir: Path, agents: Mapping[str, AgentSpec]) -> RoutingTable:
+    """Read ``routes.yaml`` (absent: no inbound numbers). Unknown agents are errors."""
+    path = agents_dir / ROUTES_FILE
+    if not path.exists():
+        return RoutingTable()
+    data = load_yaml(path) or {}
+    problems: list[tuple[str, str]] = []
+    if not isinstance(data, dict):
+        raise SpecError([(str(path), "expected a mapping with 'numbers'")])
+    unknown = set(data) - {"numbers", "transfer", "outbound_from"}
+    problems += [(f"{path}: {k}", "unknown key") for k in sorted(unknown)]
+
+    def mapping(key: str) -> dict[str, Any]:
+        value = data.get(key) or {}
+        if not isinstance(value, dict):
+            problems.append((f"{path}: {key}", "expected a mapping"))
+            return {}
+        return {str(k): v for k, v in value.items()}
+
+    numbers = {normalize_number(n): str(a) for n, a in mapping("numbers").items()}
+    transfer: dict[str, dict[str, str]] = {}
+    for agent, targets in mapping("transfer").items():
+        if not isinstance(targets, dict):
+            problems.append((f"{path}: transfer.{agent}", "expected {label: number}"))
+            continue
+        transfer[agent] = {str(label): str(target) for label, target in targets.items()}
+    outbound = {agent: str(number) for agent, number in mapping("outbound_from").items()}
+    for where, agent in [*((f"numbers.{n}", a) for n, a in numbers.items()),
+                         *((f"transfer.{a}", a) for a in transfer),
+                         *((f"outbound_from.{a}", a) for a in outbound)]:
+        if agent not in agents:
+            problems.append((f"{path}: {where}", f"unknown agent {agent!r}; known: {', '.join(sorted(agents))}"))
+    if problems:
+        raise SpecError(problems)
+    return RoutingTable(numbers=numbers, transfer=transfer, outbound_from=outbound)
+
+
+class OutboundCall(BaseModel):
+    to: str = Field(min_length=3, max_length=256)
+    agent: str
+    from_: str | None = Field(None, alias="from")
+    machine_detection: bool = True
+
+
+class PhoneCalls:
+    """Runs each streamed call as a CallSession of its agent."""
+
+    def __init__(
+        self,
+        agents: Mapping[str, AgentSpec],
+        routes: RoutingTable,
+        *,
+        services: ServicesFactory,
+        greetings: GreetingCache,
+        recording_dir: Path | None,
+        dtmf_timeout_secs: float = 1.5,
+    ) -> None:
+        self.agents = agents
+        self.routes = routes
+        self.services = services
+        self.greetings = greetings
+        self.recording_dir = recording_dir
+        self.dtmf_timeout_secs = dtmf_timeout_secs
+        self.active: dict[str, CallSession] = {}
+        self.results: dict[str, Any] = {}  # call sid -> CallResult (bounded)
+
+    async def on_stream(self, websocket: WebSocket, call: TwilioCall) -> None:
+        spec = self.agents.get(call.info.agent or "")
+        if spec is None:
+            log.warning("%s stream names unknown agent %r", call.call_id, call.info.agent)
+            call.end_reason = "failed"
+            return
+        session = self.session_for(spec, call)
+        self.active[call.call_id] = session
+        try:
+            result = await session.run()
+        finally:
+            self.active.pop(call.call_id, None)
+        self.results[call.call_id] = result
+        while len(self.results) > 1000:
+            self.results.pop(next(iter(self.results)))
+        log.info("%s call ended: %s after %d turns", call.call_id, result.end_reason, len(result.turns))
+
+    def session_for(self, spec: AgentSpec, call: TwilioCall) -> CallSession:
+        services = self.services(spec)
+        intercept, replay = self.greetings.processors(spec.name, spec.greeting)
+        after_output: list[Any] = []
+        if self.recording_dir is not None:
+            after_output.append(TwoChannelRecorder(self.recording_dir, call.call_id).processor)
+        extensions = Extensions(
+            before_llm=[DTMFAggregator(timeout=self.dtmf_timeout_secs)],
+            before_tts=[intercept],
+            before_output=[replay, call.heard.observer],
+            after_output=[*after_output, call.heard.gate],
+        )
+        session = CallSession(
+            spec, call.transport, call_id=call.call_id, caller_id=call.info.caller,
+            services=services, extensions=extensions, observers=[call.transcript_observer],
+            audio_in_sample_rate=PHONE_RATE, audio_out_sample_rate=PHONE_RATE,
+        )
+        self._wire_tools(spec, session, call)
+        return session
+
+    def _wire_tools(self, spec: AgentSpec, session: CallSession, call: TwilioCall) -> None:
+        """Phone versions of the built-in tools: act over Twilio REST once the words were heard.
+
+        The builder registered ``end_call`` (pipeline end only); registering again
+        replaces it. ``transfer_call`` is added to the advertised tools here.
+        """
+        control = call.control
+        control.transfer_targets = dict(self.routes.transfer.get(spec.name, {}))
+
+        async def on_end(reason: str) -> None:
+            await session.end(reason)
+
+        def tool_log(name: str, arguments: dict[str, Any], result: Any) -> None:
+            session.log.tool_call(ToolCallRecord(name=name, arguments=arguments, result=result))
+
+        control.on_end, control.tool_log = on_end, tool_log
+        handlers = {t.handler for t in spec.tools}
+        llm = session.services.llm
+        if "builtin:end_call" in handlers:
+            llm.register_function("end_call", control.end_call, cancel_on_interruption=True)
+        if "builtin:transfer_call" in handlers:
+            llm.register_function("transfer_call", control.transfer_call, cancel_on_interruption=True)
+            tools = session.context.tools
+            schemas = list(tools.standard_tools) if isinstance(tools, ToolsSchema) else []
+            if not any(s.name == "transfer_call" for s in schemas):
+                session.context.set_tools(ToolsSchema(standard_tools=[*schemas, control.transfer_schema()]))
+
+
+def create_app(
+    agents_dir: Path,
+    *,
+    twilio: TwilioConfig | None = None,
+    api_key: str | None = None,
+    services: ServicesFactory | None = None,
+    records: CallRecords | None = None,
+    rest: TwilioRestClient | None = None,
+    verify_stream_signature: bool = True,
+    greeting_cache: GreetingCache | None = None,
+    recording_dir: Path | None = None,
+) -> FastAPI:
+    """The voxline FastAPI app for the agents in ``agents_dir`` (see the module docstring).
+
+    ``twilio`` defaults to :meth:`TwilioConfig.from_env` with the routing table's
+    numbers; ``api_key`` to ``$VOXLINE_API_KEY`` (unset: ``POST /calls`` is refused);
+    ``services`` builds each call's STT/LLM/TTS (default: from the spec) -- tests and
+    benchmarks pass fakes.
+    """
+    agents_dir = Path(agents_dir)
+    agents = load_agents(agents_dir)
+    routes = load_routes(agents_dir, agents)
+    config = twilio or TwilioConfig.from_env(routes.numbers)
+    if twilio is not None and routes.numbers and not config.routes:
+        from types import MappingProxyType
+
+        config = _replace(config, routes=MappingProxyType(dict(routes.numbers)))
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+    records = records or InMemoryCallRecords()
+    rest = rest or TwilioRestClient(config.account_sid, config.auth_token, base_url=config.api_base_url)
+    phone = PhoneCalls(
+        agents, routes, services=services or Services.from_spec,
+        greetings=greeting_cache or GreetingCache(),
+        recording_dir=recording_dir or config.recording_dir,
+    )
+
+    app = FastAPI(title="voxline")
+    app.state.phone = phone
+    app.state.records = records
+    app.state.rest = rest
+    app.state.config = config
+    app.include_router(twilio_router(config, phone.on_stream, records=records, rest=rest,
+                                     verify_stream_signature=verify_stream_signature))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "agents": sorted(agents), "active_calls": len(phone.active)}
+
+    @app.post("/calls", status_code=201)
+    async def calls(request: Request) -> JSONResponse:
+        denied = _check_api_key(request, key)
+        if denied is not None:
+            return denied
+        try:
+            body = OutboundCall.model_validate(await request.json())
+        except ValueError as e:
+            return JSONResponse({"error": "invalid body", "detail": str(e)[:500]}, 422)
+        if body.agent not in agents:
+            return JSONResponse({"error": f"unknown agent {body.agent!r}"}, 404)
+        from_ = body.from_ or routes.caller_id_for(body.agent)
+        if not from_:
+            return JSONResponse({"error": f"no caller id for agent {body.agent!r}: set "
+                                 f"outbound_from in {ROUTES_FILE} or pass 'from'"}, 422)
+        try:
+            sid = await place_outbound_call(
+                config=config, rest=rest, records=records, to=body.to, from_=from_,
+                agent=body.agent, public_base_url=public_base(request, config),
+                machine_detection=None if not body.machine_detection else _default_amd(),
+            )
+        except ProviderError as e:
+            log.warning("- outbound call to %s failed: %s", redact_number(body.to), e)
+            return JSONResponse({"error": "twilio refused the call", "retryable": e.retryable}, 502)
+        return JSONResponse({"call_sid": sid, "status": "queued", "agent": body.agent}, 201)
+
+    return app
+
+
+def _default_amd() -> Any:
+    from voxline.transports.twilio import MachineDetection
+
+    return MachineDetection()
+
+
+def _replace(config: TwilioConfig, **changes: Any) -> TwilioConfig:
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
+
+
+def _check_api_key(request: Request, key: str | None) -> JSONResponse | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return JSONResponse({"error": "missing API key"}, 401,
+                            headers={"WWW-Authenticate": "Bearer"})
+    if key is None:
+        log.warning("- POST /calls refused: %s is not set on the server", API_KEY_ENV)
+        return JSONResponse({"error": "outbound calls are disabled on this server"}, 403)
+    if not hmac.compare_digest(token.strip().encode(), key.encode()):
+        log.warning("- POST /calls refused: wrong API key")
+        return JSONResponse({"error": "invalid API key"}, 403)
+    return None
+
+
+# -- entry points for the CLI ---------------------------------------------------------
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: reads the agents folder from ``$VOXLINE_AGENTS_DIR``."""
+    return create_app(Path(os.environ[AGENTS_DIR_ENV]))
+
+
+def serve(agents_dir: Path, host: str = "127.0.0.1", port: int = 8080, *,
+          workers: int | None = None, log_level: str = "info") -> None:
+    """Run the server (blocking). ``workers`` processes share the port (default: one per core).
+
+    Calls share nothing between processes, so each core runs its own event loop; the
+    kernel spreads new connections across them.
+    """
+    import uvicorn
+
+    agents_dir = Path(agents_dir).resolve()
+    load_routes(agents_dir, load_agents(agents_dir))  # fail fast, in the parent, on a bad folder
+    os.environ[AGENTS_DIR_ENV] = str(agents_dir)
+    n = workers if workers is not None else (os.cpu_count() or 1)
+    uvicorn.run("voxline.server:app_from_env", factory=True, host=host, port=port, workers=n,
+                ws="websockets", log_level=log_level, proxy_headers=True)
+
+
+async def place_call(to: str, agent: str, *, server: str = "http://127.0.0.1:8080",
+                     from_: str | None = None, machine_detection: bool = True,
+                     api_key: str | None = None, timeout_secs: float = 15.0) -> dict[str, Any]:
+    """Ask a running voxline server to place an outbound call; returns its JSON answer.
+
+    The server owns the Twilio credentials, the call record and the stream, so the CLI
+    only needs the server's URL and ``$VOXLINE_API_KEY``. Raises ProviderError with the
+    server's message on failure (retryable for 5xx).
+    """
+    import httpx
+
+    key = api_key or os.environ.get(API_KEY_ENV)
+    if not key:
+        from voxline.errors import MissingSecretError
+
+        raise MissingSecretError(f"{API_KEY_ENV} is not set (needed to place calls)")
+    body: dict[str, Any] = {"to": to, "agent": agent, "machine_detection": machine_detection}
+    if from_:
+        body["from"] = from_
+    async with httpx.AsyncClient(timeout=timeout_secs) as client:
+        try:
+            response = await client.post(server.rstrip("/") + "/calls", json=body,
+                                         headers={"Authorization": f"Bearer {key}"})
+        except httpx.HTTPError as e:
+            raise ProviderError(f"cannot reach voxline server at {server}: {e}", retryable=True) from e
+    if response.status_code != 201:
+        raise ProviderError.from_status(response.status_code, response.text[:300])
+    return response.json()
+
+
+__all__ = ["RoutingTable", "create_app", "load_agents", "load_routes", "place_call", "serve"]
