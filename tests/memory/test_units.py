@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from voxline.errors import ModelMissingError
+from voxline.integrations.providers.local import manifest
 from voxline.memory import CallerKey, Line, RetrievalProfile, WritePolicy, redact
 from voxline.memory.db import resolve_url
-from voxline.memory.embeddings import LocalMiniLM, _default_onnx_path
+from voxline.memory.embeddings import MODEL_NAME, LocalMiniLM, model_folder
 from voxline.memory.extract import extractive_summary, parse_llm_answer, rule_facts
 from voxline.memory.redact import luhn_ok
 
@@ -81,16 +82,42 @@ def test_local_embedder_semantics(embedder: LocalMiniLM) -> None:
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
 
 
-def test_embedder_refuses_tampered_weights(tmp_path: Path) -> None:
-    bad = tmp_path / "model.onnx"
-    shutil.copy(_default_onnx_path(), bad)
-    with bad.open("r+b") as f:
+def _corrupt(path: Path) -> None:
+    with path.open("r+b") as f:
         f.seek(1000)
         f.write(b"\x00\x01\x02")
+
+
+def test_embedder_refuses_tampered_weights(tmp_path: Path) -> None:
+    """An explicitly given folder is checked against the central manifest's sha256."""
+    good = manifest.resolve(MODEL_NAME)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("model.onnx", "tokenizer.json"):
+        shutil.copy(good / name, bad / name)
+    _corrupt(bad / "tokenizer.json")
     with pytest.raises(ModelMissingError, match="sha256"):
         LocalMiniLM(bad)
     with pytest.raises(ModelMissingError, match="not found"):
-        LocalMiniLM(tmp_path / "missing.onnx")
+        LocalMiniLM(tmp_path / "missing")
+
+
+def test_tampered_models_dir_is_never_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A corrupted file in VOXLINE_MODELS_DIR fails verification and is re-assembled from the
+    installed package, so the embedder only ever loads the pinned bytes."""
+    good = manifest.resolve(MODEL_NAME) / "model.onnx"
+    monkeypatch.setenv("VOXLINE_MODELS_DIR", str(tmp_path))
+    folder = tmp_path / MODEL_NAME
+    folder.mkdir()
+    onnx = folder / "model.onnx"
+    shutil.copy(good, onnx)  # a real file, not a link: the copy is what gets corrupted
+    _corrupt(onnx)
+    assert model_folder() == folder
+    pinned = {f.name: f.sha256 for f in manifest.load_manifest()[MODEL_NAME].files}
+    assert manifest.sha256(onnx) == pinned["model.onnx"]
+    assert manifest.sha256(folder / "tokenizer.json") == pinned["tokenizer.json"]
+    v = LocalMiniLM().embed_sync(["hello"])
+    assert v.shape == (1, 384)
 
 
 def test_resolve_url(monkeypatch: pytest.MonkeyPatch) -> None:

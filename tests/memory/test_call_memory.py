@@ -1,0 +1,293 @@
+"""CallMemory on both backends: recording turn by turn, recall at call start, remembering
+at call end — through a real CallSession driven by the simulator, and through a real
+stream of CallLog turns."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+from tests.fakes.scripted import ScriptedSTT
+from tests.memory.fake_llm import RememberingLLM
+from voxline.integrations.providers.local.espeak import EspeakTTSService
+from voxline.memory import RetrievalProfile, WritePolicy, open_store
+from voxline.pipelines.builder import Services
+from voxline.pipelines.call_memory import CallMemory, MemoryRuntime
+from voxline.pipelines.scenario import Caller, Scenario, Turn
+from voxline.pipelines.session import CallResult
+from voxline.pipelines.simulate import Report, Simulation
+from voxline.processors.call_log import ToolCallRecord, TurnRecord
+from voxline.spec import AgentSpec, parse_spec
+
+CALLER = "+15550100123"
+
+
+def agent(**extra: object) -> AgentSpec:
+    return parse_spec(
+        {
+            "name": "front-desk",
+            "greeting": "Hello, front desk.",
+            "prompt": "You answer the phone for a small hotel.",
+            "turn": {"strategy": "silence", "stop_secs": 0.3},
+            "vad": {"stop_secs": 0.2},
+            # A spec without tools makes build_pipeline pass tools=None to LLMContext,
+            # which pipecat rejects (reported to the agent core's owner).
+            "tools": [{"name": "end_call", "handler": "builtin:end_call"}],
+            **extra,
+        }
+    )
+
+
+def new_call_id() -> str:
+    return f"call-{uuid.uuid4().hex[:12]}"
+
+
+def result(call_id: str, turns: list[TurnRecord], reason: str = "caller_hangup") -> CallResult:
+    now = time.time()
+    return CallResult(call_id, "front-desk", reason, now - 5, now, turns)
+
+
+async def feed(memory: CallMemory, turns: list[TurnRecord]) -> None:
+    for t in turns:
+        t.ended_at = t.ended_at or time.time()
+        await memory.on_turn(t)
+
+
+# -- a real call session, driven by the simulator -------------------------------------
+
+
+async def simulated_call(
+    database_url: str, tenant: str, said: list[str]
+) -> tuple[Report, CallMemory, RememberingLLM]:
+    spec, call_id = agent(), new_call_id()
+    memory = await CallMemory.open(
+        database_url, agent=spec, call_id=call_id, caller_key=CALLER, tenant=tenant
+    )
+    llm = RememberingLLM()
+    sim = Simulation(
+        Scenario(
+            agent=Path("front-desk.yaml"),
+            caller=Caller(id=CALLER),
+            turns=[Turn(say=s) for s in said],
+            answer_timeout_secs=20,
+        ),
+        spec=spec,
+        services=Services(stt=ScriptedSTT(said), llm=llm, tts=EspeakTTSService()),
+        session_kwargs={
+            "call_id": call_id,
+            "extra_context": memory.extra_context,
+            "on_turn": memory.on_turn,
+        },
+        listen=False,
+    )
+    report = await sim.run()
+    session = sim.session
+    await memory.finish(
+        CallResult(
+            call_id,
+            spec.name,
+            report.end_reason,
+            session.started_at,
+            time.time(),
+            list(session.log.turns),
+        )  # fmt: skip
+    )
+    return report, memory, llm
+
+
+async def test_second_call_knows_the_caller(database_url: str, tenant: str) -> None:
+    first, mem1, _ = await simulated_call(database_url, tenant, ["Hi, my name is Anna."])
+    assert first.turns[0].agent_said == "Nice to meet you."
+    assert mem1.extra_context == []  # an unknown caller: nothing to recall
+
+    second, mem2, llm = await simulated_call(database_url, tenant, ["Hello again."])
+    assert any("Anna" in block for block in mem2.extra_context)
+    assert "Anna" in llm.systems[0]  # it reached the LLM's system prompt
+    assert second.turns[0].agent_said == "Welcome back, Anna!"
+
+    store = await open_store(database_url)
+    try:
+        call = await store.get_call(tenant, mem1.call_id)
+        assert call is not None and call.status == "completed"
+        assert call.end_reason == first.end_reason
+        assert call.model_versions["prompt_sha256"]
+        # The VAD may split the caller's sentence; the scripted STT then adds "...".
+        said = [(t.index, t.role, t.text[:20]) for t in call.turns]
+        assert said == [
+            (1, "assistant", "Hello, front desk."),
+            (2, "user", "Hi, my name is Anna."),
+            (3, "assistant", "Nice to meet you."),
+        ]
+        summaries = await store.recent_summaries(
+            tenant, await store.caller_id(tenant, CALLER) or "", limit=5
+        )
+        assert len(summaries) == 2
+    finally:
+        await store.close()
+
+
+# -- a stream of CallLog turns ----------------------------------------------------------
+
+
+async def test_turns_and_tool_calls_are_recorded_as_they_close(
+    database_url: str, tenant: str
+) -> None:
+    runtime = await MemoryRuntime.open(database_url)
+    try:
+        spec, call_id = agent(), new_call_id()
+        memory = await CallMemory.open(
+            agent=spec, call_id=call_id, caller_key=CALLER, tenant=tenant, runtime=runtime,
+            channel="phone", from_=CALLER, to="+15550000000",
+        )  # fmt: skip
+        turns = [
+            TurnRecord(0, agent_text="Hello, front desk."),
+            TurnRecord(
+                1,
+                user_text="Book me a room for Friday, I'm Anna.",
+                agent_text="Booked: Friday, one room.",
+                latency_ms={"llm_ttft": 120.0},
+                tool_calls=[
+                    ToolCallRecord("book_room", {"day": "friday"}, {"id": "r1", "at": object()}),
+                    ToolCallRecord("notify", {"to": "x"}, None, error="timeout", duration_ms=5.0),
+                ],
+            ),
+        ]
+        await feed(memory, turns[:1])
+        assert await runtime.recorder.flush(10)
+        mid_call = await runtime.store.get_call(tenant, call_id)
+        assert mid_call is not None and mid_call.status == "in-progress"
+        assert [t.text for t in mid_call.turns] == ["Hello, front desk."]
+
+        await feed(memory, turns[1:])
+        remembered = await memory.finish(result(call_id, turns))
+        assert remembered is not None and remembered.inserted
+        call = await runtime.store.get_call(tenant, call_id)
+        assert call is not None
+        assert [(t.index, t.role) for t in call.turns] == [
+            (1, "assistant"),
+            (2, "user"),
+            (3, "assistant"),
+        ]
+        assert call.turns[2].heard == "Booked: Friday, one room."
+        assert call.latency_stats and call.latency_stats["llm_ttft"]["n"] == 1
+        tools = {t.name: t for t in call.tool_calls}
+        assert tools["book_room"].turn_index == 3 and tools["book_room"].result["id"] == "r1"
+        assert isinstance(tools["book_room"].result["at"], str)  # made JSON-safe, not dropped
+        assert tools["notify"].error == "timeout"
+        assert runtime.recorder.stats.failed == 0
+        assert call.from_ == CALLER and call.status == "completed"
+    finally:
+        await runtime.close()
+
+
+async def test_redacted_transcripts_and_summaries(database_url: str, tenant: str) -> None:
+    runtime = await MemoryRuntime.open(database_url)
+    try:
+        call_id = new_call_id()
+        memory = await CallMemory.open(
+            agent=agent(), call_id=call_id, caller_key=CALLER, tenant=tenant, runtime=runtime,
+            redact_transcripts=True,
+        )  # fmt: skip
+        turns = [
+            TurnRecord(
+                1,
+                user_text="My card is 4111 1111 1111 1111 and mail anna@example.org.",
+                agent_text="Thanks, I'll email anna@example.org.",
+                tool_calls=[ToolCallRecord("pay", {"card": "4111 1111 1111 1111"}, "ok")],
+            )
+        ]
+        await feed(memory, turns)
+        await memory.finish(result(call_id, turns))
+        call = await runtime.store.get_call(tenant, call_id)
+        assert call is not None
+        stored = json.dumps([t.text for t in call.turns] + [call.tool_calls[0].arguments])
+        assert "4111" not in stored and "anna@example.org" not in stored
+        assert "[CARD]" in stored and "[EMAIL]" in stored
+        cid = await runtime.store.caller_id(tenant, CALLER)
+        [summary] = await runtime.store.recent_summaries(tenant, cid or "", limit=1)
+        assert "4111" not in summary.text and "anna@example.org" not in summary.text
+    finally:
+        await runtime.close()
+
+
+async def test_write_policy_and_summarizer_come_from_settings(
+    database_url: str, tenant: str
+) -> None:
+    runtime = await MemoryRuntime.open(database_url)
+    prompts: list[str] = []
+
+    async def summarize(prompt: str) -> str:
+        prompts.append(prompt)
+        return json.dumps(
+            {
+                "summary": "Anna asked about her booking.",
+                "facts": [
+                    {"kind": "name", "text": "The caller's name is Anna.", "importance": 0.9},
+                    {"kind": "contact", "text": "Anna's email is on file.", "importance": 0.5},
+                ],
+            }
+        )
+
+    try:
+        call_id = new_call_id()
+        memory = await CallMemory.open(
+            agent=agent(), call_id=call_id, caller_key=CALLER, tenant=tenant, runtime=runtime,
+            write_policy=WritePolicy(deny_kinds=("contact",)),
+        )  # fmt: skip
+        turns = [TurnRecord(1, user_text="It's Anna, about my booking.", agent_text="Sure.")]
+        await feed(memory, turns)
+        remembered = await memory.finish(result(call_id, turns), summarize=summarize)
+        assert remembered is not None
+        assert remembered.summary == "Anna asked about her booking."
+        assert remembered.rejected == [("contact", "kind 'contact' not allowed")]
+        assert "It's Anna, about my booking." in prompts[0]
+        kinds = [m.kind for m in await runtime.store.list_memories(tenant, CALLER)]
+        assert kinds == ["name"]
+    finally:
+        await runtime.close()
+
+
+async def test_recall_over_budget_is_skipped(database_url: str, tenant: str) -> None:
+    runtime = await MemoryRuntime.open(database_url)
+    try:
+        first = new_call_id()
+        memory = await CallMemory.open(
+            agent=agent(), call_id=first, caller_key=CALLER, tenant=tenant, runtime=runtime
+        )
+        turns = [TurnRecord(1, user_text="My name is Anna.", agent_text="Hi Anna.")]
+        await feed(memory, turns)
+        await memory.finish(result(first, turns))
+
+        starved = await CallMemory.open(
+            agent=agent(), call_id=new_call_id(), caller_key=CALLER, tenant=tenant,
+            runtime=runtime, retrieval=RetrievalProfile(budget_ms=0.001),
+        )  # fmt: skip
+        assert starved.recall_skipped and starved.extra_context == []
+        assert starved.service is not None
+        assert starved.service.stats.skipped_over_budget == 1
+
+        other_tenant = await CallMemory.open(
+            agent=agent(), call_id=new_call_id(), caller_key=CALLER, tenant=tenant + "-x",
+            runtime=runtime,
+        )  # fmt: skip
+        assert other_tenant.extra_context == []  # another tenant knows nothing of Anna
+
+        normal = await CallMemory.open(
+            agent=agent(), call_id=new_call_id(), caller_key=CALLER, tenant=tenant, runtime=runtime
+        )
+        assert not normal.recall_skipped and "Anna" in normal.extra_context[0]
+    finally:
+        await runtime.close()
+
+
+async def test_disabled_memory_touches_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "never.db"
+    memory = await CallMemory.open(
+        str(db), agent=agent(), call_id=new_call_id(), caller_key=CALLER, enabled=False
+    )
+    await memory.on_turn(TurnRecord(1, user_text="My name is Anna.", ended_at=time.time()))
+    assert await memory.finish(result(memory.call_id, [])) is None
+    assert memory.extra_context == [] and not memory.enabled
+    assert not db.exists()
