@@ -8,16 +8,25 @@ import json
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from pydantic import ValidationError
 
 from tests.fakes.scripted import ScriptedSTT
 from tests.memory.fake_llm import RememberingLLM
 from voxline.integrations.providers.local.espeak import EspeakTTSService
-from voxline.memory import RetrievalProfile, WritePolicy, open_store
+from voxline.memory import MemorySettings, RetrievalProfile, WritePolicy
 from voxline.pipelines.builder import Services
-from voxline.pipelines.call_memory import CallMemory, MemoryRuntime
+from voxline.pipelines.call_memory import (
+    CallMemory,
+    MemoryRuntime,
+    settings_for,
+    simulate_remembered,
+)
 from voxline.pipelines.scenario import Caller, Scenario, Turn
 from voxline.pipelines.session import CallResult
-from voxline.pipelines.simulate import Report, Simulation
+from voxline.pipelines.simulate import Report
 from voxline.processors.call_log import ToolCallRecord, TurnRecord
 from voxline.spec import AgentSpec, parse_spec
 
@@ -59,59 +68,42 @@ async def feed(memory: CallMemory, turns: list[TurnRecord]) -> None:
 
 
 async def simulated_call(
-    database_url: str, tenant: str, said: list[str]
-) -> tuple[Report, CallMemory, RememberingLLM]:
-    spec, call_id = agent(), new_call_id()
-    memory = await CallMemory.open(
-        database_url, agent=spec, call_id=call_id, caller_key=CALLER, tenant=tenant
-    )
+    runtime: MemoryRuntime, tenant: str, said: list[str]
+) -> tuple[Report, RememberingLLM]:
+    """One `voxline simulate` call with memory, as the CLI runs each scenario file."""
     llm = RememberingLLM()
-    sim = Simulation(
+    report = await simulate_remembered(
         Scenario(
             agent=Path("front-desk.yaml"),
             caller=Caller(id=CALLER),
             turns=[Turn(say=s) for s in said],
             answer_timeout_secs=20,
         ),
-        spec=spec,
+        runtime=runtime,
+        spec=agent(),
         services=Services(stt=ScriptedSTT(said), llm=llm, tts=EspeakTTSService()),
-        session_kwargs={
-            "call_id": call_id,
-            "extra_context": memory.extra_context,
-            "on_turn": memory.on_turn,
-        },
         listen=False,
+        tenant=tenant,
     )
-    report = await sim.run()
-    session = sim.session
-    await memory.finish(
-        CallResult(
-            call_id,
-            spec.name,
-            report.end_reason,
-            session.started_at,
-            time.time(),
-            list(session.log.turns),
-        )  # fmt: skip
-    )
-    return report, memory, llm
+    return report, llm
 
 
 async def test_second_call_knows_the_caller(database_url: str, tenant: str) -> None:
-    first, mem1, _ = await simulated_call(database_url, tenant, ["Hi, my name is Anna."])
-    assert first.turns[0].agent_said == "Nice to meet you."
-    assert mem1.extra_context == []  # an unknown caller: nothing to recall
-
-    second, mem2, llm = await simulated_call(database_url, tenant, ["Hello again."])
-    assert any("Anna" in block for block in mem2.extra_context)
-    assert "Anna" in llm.systems[0]  # it reached the LLM's system prompt
-    assert second.turns[0].agent_said == "Welcome back, Anna!"
-
-    store = await open_store(database_url)
+    runtime = await MemoryRuntime.open(database_url)
     try:
-        call = await store.get_call(tenant, mem1.call_id)
-        assert call is not None and call.status == "completed"
-        assert call.end_reason == first.end_reason
+        first, llm1 = await simulated_call(runtime, tenant, ["Hi, my name is Anna."])
+        assert first.turns[0].agent_said == "Nice to meet you."
+        assert "remember" not in llm1.systems[0]  # an unknown caller: nothing recalled
+
+        second, llm2 = await simulated_call(runtime, tenant, ["Hello again."])
+        assert "Anna" in llm2.systems[0]  # recalled into the LLM's system prompt
+        assert second.turns[0].agent_said == "Welcome back, Anna!"
+
+        store = runtime.store
+        calls = await store.list_calls(tenant, caller_key=CALLER)
+        assert len(calls) == 2 and {c.status for c in calls} == {"completed"}
+        call = await store.get_call(tenant, calls[-1].id)  # newest first: this is call 1
+        assert call is not None and call.end_reason == first.end_reason
         assert call.model_versions["prompt_sha256"]
         # The VAD may split the caller's sentence; the scripted STT then adds "...".
         said = [(t.index, t.role, t.text[:20]) for t in call.turns]
@@ -120,12 +112,10 @@ async def test_second_call_knows_the_caller(database_url: str, tenant: str) -> N
             (2, "user", "Hi, my name is Anna."),
             (3, "assistant", "Nice to meet you."),
         ]
-        summaries = await store.recent_summaries(
-            tenant, await store.caller_id(tenant, CALLER) or "", limit=5
-        )
-        assert len(summaries) == 2
+        cid = await store.caller_id(tenant, CALLER)
+        assert len(await store.recent_summaries(tenant, cid or "", limit=5)) == 2
     finally:
-        await store.close()
+        await runtime.close()
 
 
 # -- a stream of CallLog turns ----------------------------------------------------------
@@ -291,3 +281,24 @@ async def test_disabled_memory_touches_nothing(tmp_path: Path) -> None:
     assert await memory.finish(result(memory.call_id, [])) is None
     assert memory.extra_context == [] and not memory.enabled
     assert not db.exists()
+
+
+def test_settings_from_the_agent_spec_block() -> None:
+    block = MemorySettings.model_validate(
+        {
+            "tenant": "hotel-aurora",
+            "redact_transcripts": True,
+            "write_policy": {"deny_kinds": ["contact"], "deny_patterns": [r"\bpassport\b"]},
+            "retrieval": {"top_k": 3, "budget_ms": 150},
+        }
+    )
+    spec = SimpleNamespace(name="front-desk", memory=block)
+    assert settings_for(spec) is block
+    tuned = settings_for(spec, tenant="other")
+    assert (tuned.tenant, tuned.retrieval.top_k, tuned.redacts) == ("other", 3, True)
+    assert settings_for(agent()).tenant == "default"  # a spec without the block
+    assert block.write_policy.rejects("fact", "Passport number X1") == "denied pattern"
+    with pytest.raises(ValidationError):
+        MemorySettings.model_validate({"tenant": "a b"})
+    with pytest.raises(ValidationError):
+        MemorySettings.model_validate({"recal": True})  # typos are errors, not ignored

@@ -20,9 +20,12 @@ latency budget (skipped and counted when over it); ``finish`` runs after the cal
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -283,3 +286,75 @@ class CallMemory:
             if self._owns_runtime:
                 await runtime.close()
         return remembered
+
+
+def llm_summarizer(llm: Any, *, max_tokens: int = 400, timeout_s: float = 60.0) -> Summarize:
+    """``async (prompt) -> answer`` from the agent's LLM service, out of the pipeline.
+
+    Uses ``llm.summarize(prompt)`` when the service offers one (a local model can answer
+    under a JSON grammar there), else Pipecat's one-shot ``run_inference``. Whatever goes
+    wrong, ``remember_call`` falls back to the extractive summary and rule-based facts.
+    """
+    own = getattr(llm, "summarize", None)
+
+    async def summarize(prompt: str) -> str:
+        if own is not None:
+            return str(await asyncio.wait_for(own(prompt), timeout_s))
+        from pipecat.processors.aggregators.llm_context import LLMContext
+
+        answer = await asyncio.wait_for(
+            llm.run_inference(
+                LLMContext(messages=[{"role": "user", "content": prompt}]),
+                max_tokens=max_tokens,
+                system_instruction="You answer with one JSON object and nothing else.",
+            ),
+            timeout_s,
+        )
+        return answer or ""
+
+    return summarize
+
+
+async def simulate_remembered(
+    scenario: Any,
+    *,
+    runtime: MemoryRuntime,
+    spec: Any = None,
+    services: Any = None,
+    listen: bool = True,
+    summarize: Summarize | None = None,
+    **overrides: Any,
+) -> Any:
+    """``voxline simulate`` with memory: recall before, record during, remember after.
+
+    Run several scenarios in order with one ``runtime`` and the later calls know what
+    the earlier ones learned about ``scenario.caller.id``. Returns the simulator's Report.
+    """
+    from voxline.pipelines.builder import Services
+    from voxline.pipelines.session import CallResult
+    from voxline.pipelines.simulate import Simulation
+    from voxline.spec import load_spec
+
+    spec = spec or load_spec(scenario.agent)
+    services = services or Services.from_spec(spec)
+    call_id = uuid.uuid4().hex
+    memory = await CallMemory.open(
+        runtime=runtime, agent=spec, call_id=call_id, caller_key=scenario.caller.id,
+        channel="sim", direction="inbound", from_=scenario.caller.id, **overrides,
+    )  # fmt: skip
+    sim = Simulation(
+        scenario, spec=spec, services=services, listen=listen,
+        session_kwargs={"call_id": call_id, "extra_context": memory.extra_context,
+                        "on_turn": memory.on_turn},
+    )  # fmt: skip
+    report = None
+    try:
+        report = await sim.run()
+    finally:
+        session = sim.session
+        result = CallResult(
+            call_id, spec.name, session.end_reason or "error", session.started_at, time.time(),
+            list(session.log.turns),
+        )  # fmt: skip
+        await memory.finish(result, summarize=summarize or llm_summarizer(services.llm))
+    return report
