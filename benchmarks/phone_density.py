@@ -1,14 +1,15 @@
 """Phone call density: N concurrent simulated Twilio calls against one server process.
 
-The server (a subprocess running uvicorn on 127.0.0.1) runs voxline's Twilio router with a
-real pipecat pipeline per call: Silero VAD, fake STT/LLM/TTS with fixed latency (cached
-greeting/answer audio). Each client streams real speech in real time and plays agent
+The server (one or more subprocesses running uvicorn on 127.0.0.1, sharing the port with
+SO_REUSEPORT) runs ``voxline.server.create_app``: a real CallSession per call (Silero VAD,
+turn detection, context aggregators, heard-text gate, DTMF) with fake STT/LLM/TTS of
+fixed latency; the greeting comes from the server's greeting cache after a warm-up call. Each client streams real speech in real time and plays agent
 audio back in real time, echoing marks. Prints one JSON object.
 
 Jitter = how late each agent audio chunk arrives relative to an ideal real-time schedule
 anchored at the first chunk of its talkspurt (early arrival is fine: Twilio buffers).
 
-Usage: python benchmarks/phone_density.py [--ns 10,50,100,200] [--secs 15]
+Usage: python benchmarks/phone_density.py [--ns 10,50,100,200] [--secs 15] [--workers 2] [--shared-vad]
 """
 
 from __future__ import annotations
@@ -30,27 +31,61 @@ ANSWER = "We are open every day from nine until eleven."
 QUESTION = "When are you open?"
 
 
-def serve(port: int) -> None:
-    import uvicorn
-    from fastapi import FastAPI
+def serve(port: int, shared_vad: bool) -> None:
+    """One server process: ``voxline.server.create_app`` with fake STT/LLM/TTS."""
+    import tempfile
+    from pathlib import Path
 
-    from tests.phone.kit import AgentScript, make_on_stream, speech
-    from voxline.transports.twilio import InMemoryCallRecords, TwilioConfig, twilio_router
+    import uvicorn
+
+    from tests.phone.kit import AgentScript, fake_services, speech, write_agents
+    from voxline.server import create_app, quiet_pipecat_logs
+    from voxline.transports.twilio import InMemoryCallRecords, TwilioConfig
+
+    if shared_vad:
+        # The builder change requested in the report: one Silero ONNX session per process.
+        from pipecat.audio.vad.vad_analyzer import VADParams
+
+        from voxline.pipelines import builder
+        from voxline.transports.twilio.vad import SharedSileroVADAnalyzer
+
+        def vad_analyzer(spec):  # noqa: ANN001, ANN202
+            v = spec.vad
+            return SharedSileroVADAnalyzer(params=VADParams(
+                confidence=v.confidence, start_secs=v.start_secs, stop_secs=v.stop_secs,
+                min_volume=v.min_volume))
+
+        builder.vad_analyzer = vad_analyzer
 
     script = AgentScript(
         greeting=GREETING, transcripts=[QUESTION] * 4, reply=lambda _: ANSWER,
         stt_latency=0.15, llm_latency=0.2, tts_latency=0.05,
         tts_cache={GREETING: speech(GREETING), ANSWER: speech(ANSWER)},
     )
-    config = TwilioConfig(account_sid="AC0", auth_token="tok", routes={})
-    app = FastAPI()
-    app.include_router(twilio_router(config, make_on_stream(script), records=InMemoryCallRecords(),
-                                     verify_stream_signature=False))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", ws="websockets")
+    agents = write_agents(Path(tempfile.mkdtemp()), script, {"numbers": {"+15550001111": "restaurant"}})
+    config = TwilioConfig(account_sid="AC0", auth_token="tok")
+    app = create_app(agents, twilio=config, api_key="bench", services=fake_services(script),
+                     records=InMemoryCallRecords(), verify_stream_signature=False)
+    # SO_REUSEPORT: several server processes share the port; the kernel spreads calls.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    quiet_pipecat_logs("WARNING")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="error", ws="websockets", lifespan="off",
+                                           ws_per_message_deflate=False))
+    asyncio.run(server.serve(sockets=[sock]))
 
 
-def proc_stats(pid: int) -> tuple[float, int]:
-    """(cpu seconds, rss bytes) of a process and its children, from /proc."""
+def proc_stats(pids: list[int]) -> tuple[float, int]:
+    """(cpu seconds, rss bytes) summed over server processes, from /proc."""
+    cpu, rss = 0.0, 0
+    for pid in pids:
+        c, r = _proc_stats(pid)
+        cpu, rss = cpu + c, rss + r
+    return cpu, rss
+
+
+def _proc_stats(pid: int) -> tuple[float, int]:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
@@ -73,15 +108,16 @@ def jitter_ms(arrivals: list[tuple[float, int]]) -> list[float]:
     return late
 
 
-async def run_calls(n: int, secs: float, port: int, pid: int) -> dict:
+async def run_calls(n: int, secs: float, port: int, pids: list[int]) -> dict:
     from tests.fakes.twilio_media import FakeTwilioCall
     from tests.phone.kit import silence, speech
 
     url = f"ws://127.0.0.1:{port}/twilio/stream"
     question = speech(QUESTION) + silence(0.4)
     calls = [FakeTwilioCall(url, call_sid=f"CA{i:032d}", stream_sid=f"MZ{i:032d}",
-                            parameters={"agent": "bench"}, auth_token=None) for i in range(n)]
-    cpu0, rss0 = proc_stats(pid)
+                            parameters={"agent": "restaurant"}, auth_token=None) for i in range(n)]
+    cpu0, rss0 = proc_stats(pids)
+    await asyncio.sleep(0)
     t0 = time.monotonic()
     await asyncio.gather(*(c.connect() for c in calls))
 
@@ -95,7 +131,7 @@ async def run_calls(n: int, secs: float, port: int, pid: int) -> dict:
     await asyncio.sleep(secs)
     for t in talkers:
         t.cancel()
-    cpu1, rss1 = proc_stats(pid)
+    cpu1, rss1 = proc_stats(pids)
     wall = time.monotonic() - t0
     await asyncio.gather(*(c.stop() for c in calls), return_exceptions=True)
     late = sorted(x for c in calls for x in jitter_ms(c.media_arrivals))
@@ -127,28 +163,53 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+async def warm_up(port: int, calls: int) -> None:
+    """A few short calls first, so each server process has its greeting cached."""
+    from tests.fakes.twilio_media import FakeTwilioCall
+
+    url = f"ws://127.0.0.1:{port}/twilio/stream"
+    for i in range(calls):
+        c = FakeTwilioCall(url, call_sid=f"CW{i:032d}", stream_sid=f"MW{i:032d}",
+                           parameters={"agent": "restaurant"}, auth_token=None)
+        await c.connect()
+        deadline = time.monotonic() + 10
+        while c.first_media_at is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(2.5)  # let the greeting finish so it is cached
+        await c.stop()
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ns", default="10,50,100,200")
     ap.add_argument("--secs", type=float, default=15.0)
+    ap.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
+    ap.add_argument("--shared-vad", action="store_true",
+                    help="one Silero session per process (the requested builder change)")
     ap.add_argument("--serve", type=int)
     args = ap.parse_args()
     results = []
     for n in (int(x) for x in args.ns.split(",")):
         port = free_port()
-        server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cmd = [sys.executable, __file__, "--serve", str(port)] + (["--shared-vad"] if args.shared_vad else [])
+        servers = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   for _ in range(args.workers)]
         try:
-            for _ in range(200):
+            for _ in range(300):
                 try:
                     socket.create_connection(("127.0.0.1", port), 0.1).close()
                     break
                 except OSError:
                     await asyncio.sleep(0.1)
-            results.append(await run_calls(n, args.secs, port, server.pid))
+            await asyncio.sleep(1.0 * args.workers)  # every process listening
+            await warm_up(port, 2 * args.workers)
+            result = await run_calls(n, args.secs, port, [s.pid for s in servers])
+            results.append({"workers": args.workers, "shared_vad": args.shared_vad, **result})
         finally:
-            server.terminate()
-            server.wait(10)
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                server.wait(10)
     ok = [r["n"] for r in results if r["calls_all_complete"]
           and r["jitter_p99_ms"] is not None and r["jitter_p99_ms"] < 20]
     print(json.dumps({"machine_cpus": os.cpu_count(), "secs_per_run": args.secs,
@@ -157,6 +218,6 @@ async def main() -> None:
 
 if __name__ == "__main__":
     if "--serve" in sys.argv:
-        serve(int(sys.argv[sys.argv.index("--serve") + 1]))
+        serve(int(sys.argv[sys.argv.index("--serve") + 1]), "--shared-vad" in sys.argv)
     else:
         asyncio.run(main())

@@ -343,6 +343,17 @@ def _check_api_key(request: Request, key: str | None) -> JSONResponse | None:
 # -- entry points for the CLI ---------------------------------------------------------
 
 
+def quiet_pipecat_logs(level: str = "INFO") -> None:
+    """Pipecat logs every processor's setup at DEBUG through loguru; at a hundred calls
+    that is a measurable share of the event loop. Keep INFO and above."""
+    import sys
+
+    from loguru import logger as loguru_logger
+
+    loguru_logger.remove()
+    loguru_logger.add(sys.stderr, level=level.upper())
+
+
 def app_from_env() -> FastAPI:
     """Factory for uvicorn workers: reads the agents folder from ``$VOXLINE_AGENTS_DIR``."""
     return create_app(Path(os.environ[AGENTS_DIR_ENV]))
@@ -361,8 +372,12 @@ def serve(agents_dir: Path, host: str = "127.0.0.1", port: int = 8080, *,
     load_routes(agents_dir, load_agents(agents_dir))  # fail fast, in the parent, on a bad folder
     os.environ[AGENTS_DIR_ENV] = str(agents_dir)
     n = workers if workers is not None else (os.cpu_count() or 1)
+    quiet_pipecat_logs("DEBUG" if log_level == "debug" else "INFO")
+    # Twilio sends small JSON messages 50 times a second per call: compressing them
+    # (permessage-deflate, on by default) costs more CPU than it saves bandwidth.
     uvicorn.run("voxline.server:app_from_env", factory=True, host=host, port=port, workers=n,
-                ws="websockets", log_level=log_level, proxy_headers=True)
+                ws="websockets", ws_per_message_deflate=False, log_level=log_level,
+                proxy_headers=True)
 
 
 async def place_call(to: str, agent: str, *, server: str = "http://127.0.0.1:8080",

@@ -104,10 +104,13 @@ class FakeTwilioCall:
 
     async def stop(self) -> None:
         """Caller hangs up: `stop`, then Twilio closes the socket."""
-        await self.send_json({
-            "event": "stop", "sequenceNumber": self._next_seq(), "streamSid": self.stream_sid,
-            "stop": {"accountSid": self.account_sid, "callSid": self.call_sid},
-        })
+        try:
+            await self.send_json({
+                "event": "stop", "sequenceNumber": self._next_seq(), "streamSid": self.stream_sid,
+                "stop": {"accountSid": self.account_sid, "callSid": self.call_sid},
+            })
+        except websockets.ConnectionClosed:
+            pass  # the server hung up first
         await self.close()
 
     async def drop(self) -> None:
@@ -175,9 +178,12 @@ class FakeTwilioCall:
         """20 ms media cadence on an absolute clock, like Twilio's."""
         t0 = time.monotonic()
         n = 0
-        while True:
+        while not self.closed.is_set():
             chunk = self._speech.popleft() if self._speech else SILENCE
-            await self.send_json(self.media_message(chunk))
+            try:
+                await self.send_json(self.media_message(chunk))
+            except websockets.ConnectionClosed:
+                return  # the server hung up: Twilio stops streaming too
             self.sent_media += 1
             n += 1
             await asyncio.sleep(max(0.0, t0 + n * 0.02 - time.monotonic()))

@@ -1,5 +1,5 @@
 """Test kit: real speech, fake STT/LLM/TTS on pipecat's real base classes, and an
-``on_stream`` that runs a small real pipeline (Silero VAD, context aggregators)."""
+agents folder for ``voxline.server.create_app`` (the real CallSession path)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import soxr
-from fastapi import WebSocket
-from pipecat.audio.vad.silero import SileroVADAnalyzer
-from pipecat.audio.vad.vad_analyzer import VADParams
+import yaml
 from pipecat.frames.frames import (
     Frame,
     FunctionCallFromLLM,
@@ -26,33 +24,15 @@ from pipecat.frames.frames import (
     LLMTextFrame,
     TranscriptionFrame,
     TTSAudioRawFrame,
-    TTSSpeakFrame,
 )
-from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.worker import PipelineParams, PipelineWorker
-from pipecat.processors.aggregators.dtmf_aggregator import DTMFAggregator
-from pipecat.processors.aggregators.llm_context import LLMContext
-from pipecat.processors.aggregators.llm_response_universal import (
-    LLMContextAggregatorPair,
-    LLMUserAggregatorParams,
-)
-from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
 from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.services.tts_service import TTSService
-from pipecat.turns.user_start.transcription_user_turn_start_strategy import (
-    TranscriptionUserTurnStartStrategy,
-)
-from pipecat.turns.user_start.vad_user_turn_start_strategy import VADUserTurnStartStrategy
-from pipecat.turns.user_stop.speech_timeout_user_turn_stop_strategy import (
-    SpeechTimeoutUserTurnStopStrategy,
-)
-from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.utils.time import time_now_iso8601
-from pipecat.workers.runner import WorkerRunner
 
-from voxline.transports.twilio import TwilioCall
+from voxline.pipelines.builder import Services
+from voxline.spec import AgentSpec
 
 RATE = 8000
 
@@ -153,52 +133,41 @@ class AgentScript:
     llm_latency: float = 0.0
     tts_latency: float = 0.0
     tts_cache: dict[str, bytes] = field(default_factory=dict)
+    tools: list[dict] = field(default_factory=lambda: [
+        {"name": "end_call", "handler": "builtin:end_call"},
+        {"name": "transfer_call", "handler": "builtin:transfer_call"},
+    ])
 
 
-def make_on_stream(script: AgentScript, results: dict[str, dict] | None = None):
-    """An ``on_stream`` running a small real pipecat pipeline for each call."""
+def agent_yaml(script: AgentScript, name: str = "restaurant") -> dict:
+    """The spec of the test agent: deterministic turn-taking, tools wired as built-ins."""
+    return {
+        "name": name,
+        "greeting": script.greeting,
+        "prompt": "You are a test agent.",
+        "turn": {"strategy": "silence", "stop_secs": 0.2},
+        "vad": {"start_secs": 0.15, "stop_secs": 0.3},
+        "idle": {"reprompt_after_secs": 60, "max_reprompts": 0},
+        "tools": script.tools,
+    }
 
-    async def on_stream(websocket: WebSocket, call: TwilioCall) -> None:
-        stt = ScriptedSTT(list(script.transcripts), script.stt_latency)
-        llm = ScriptedLLM(script.reply, script.llm_latency)
-        call.control.register(llm)
-        tts = SpeechTTS(script.tts_latency, script.tts_cache)
-        context = LLMContext(messages=[{"role": "system", "content": "test agent"}])
-        pair = LLMContextAggregatorPair(
-            context,
-            user_params=LLMUserAggregatorParams(
-                user_turn_strategies=UserTurnStrategies(
-                    start=[VADUserTurnStartStrategy(), TranscriptionUserTurnStartStrategy()],
-                    stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.2)],
-                ),
-            ),
+
+def write_agents(root: Path, script: AgentScript, routes: dict) -> Path:
+    """An agents folder: ``restaurant/agent.yaml`` and ``routes.yaml``."""
+    (root / "restaurant").mkdir(parents=True, exist_ok=True)
+    (root / "restaurant" / "agent.yaml").write_text(yaml.safe_dump(agent_yaml(script)))
+    (root / "routes.yaml").write_text(yaml.safe_dump(routes))
+    return root
+
+
+def fake_services(script: AgentScript) -> Callable[[AgentSpec], Services]:
+    """A ``services`` factory for ``create_app``: fresh fake STT/LLM/TTS per call."""
+
+    def make(spec: AgentSpec) -> Services:
+        return Services(
+            stt=ScriptedSTT(list(script.transcripts), script.stt_latency),
+            llm=ScriptedLLM(script.reply, script.llm_latency),
+            tts=SpeechTTS(script.tts_latency, script.tts_cache),
         )
-        vad = VADProcessor(vad_analyzer=SileroVADAnalyzer(
-            sample_rate=RATE, params=VADParams(start_secs=0.15, stop_secs=0.3)))
-        pipeline = Pipeline([
-            call.transport.input(), vad, stt, DTMFAggregator(timeout=0.3), pair.user(), llm, tts,
-            call.heard.observer, call.transport.output(), call.heard.gate, pair.assistant(),
-        ])
-        worker = PipelineWorker(
-            pipeline,
-            params=PipelineParams(audio_in_sample_rate=RATE, audio_out_sample_rate=RATE),
-            observers=[call.transcript_observer],
-            idle_timeout_secs=None,
-            enable_rtvi=False,
-        )
 
-        @call.transport.event_handler("on_client_connected")
-        async def _greet(transport, ws) -> None:  # noqa: ANN001
-            await worker.queue_frames([TTSSpeakFrame(script.greeting)])
-
-        @call.transport.event_handler("on_client_disconnected")
-        async def _gone(transport, ws) -> None:  # noqa: ANN001
-            await worker.cancel()
-
-        runner = WorkerRunner(handle_sigint=False)
-        await runner.add_workers(worker)
-        await runner.run()
-        if results is not None:
-            results[call.call_id] = {"context": context.get_messages(), "call": call}
-
-    return on_stream
+    return make

@@ -93,7 +93,17 @@ async def test_inbound_call_end_to_end(phone) -> None:
         raise AssertionError(f"not closed: {r}") from None
     await call.close()
 
-    assert record is not None and record.end_reason in ("agent_hung_up", "caller_hung_up")
+    assert record is not None and record.end_reason == "agent_hung_up"
+    # The hang-up went over REST, after the goodbye was played.
+    fake = phone.rest_fake.calls[call.call_sid]
+    assert {"Status": "completed"} in fake.updates
+    goodbye = speech("Goodbye and thank you.")
+    assert correlates(call.played_pcm()[-len(goodbye) * 2:], goodbye) > 0.9
+    # The CallSession ran the call and recorded the tool call.
+    assert await wait_for(lambda: call.call_sid in phone.results, 5)
+    result = phone.results[call.call_sid]
+    assert result.end_reason == "agent_hung_up"
+    assert any(tc.name == "end_call" for turn in result.turns for tc in turn.tool_calls)
     texts = [(line.role, line.text, line.interrupted) for line in record.transcript]
     assistant = [t for t in texts if t[0] == "assistant"]
     interrupted = [t for t in assistant if t[2]]
@@ -102,4 +112,42 @@ async def test_inbound_call_end_to_end(phone) -> None:
     assert heard.startswith("We are open every day")
     assert "Reservations" not in heard  # the unplayed sentence is not in the transcript
     assert ("user", "When are you open?", False) in texts
+    assert ("assistant", "Goodbye and thank you.", False) in texts
     assert any(t[0] == "dtmf" and t[1] == "1" for t in texts)
+
+
+def transfer_reply(text: str):
+    if "DTMF: 0" in text:
+        return ("transfer_call", {"target": "front desk"})
+    return "Sure."
+
+
+async def test_keypad_transfer_and_cached_greeting(phone, script) -> None:
+    script.reply = transfer_reply
+    first = FakeTwilioCall(phone.ws_url, call_sid="CA000000000000000000000000000000f1",
+                           account_sid=ACCOUNT, parameters={"agent": "restaurant"})
+    await first.connect()
+    assert await wait_for(lambda: phone.greetings.misses == 1 and len(first.played) > 8000, 10)
+    await first.stop()
+    await phone.records.wait_closed(first.call_sid, 10)
+
+    # Second call: the greeting comes from the cache, and is the same speech.
+    phone.rest_fake.add_inbound("CA000000000000000000000000000000f2", To="+15550001111")
+    call = FakeTwilioCall(phone.ws_url, call_sid="CA000000000000000000000000000000f2",
+                          account_sid=ACCOUNT, parameters={"agent": "restaurant"})
+    await call.connect()
+    assert await wait_for(lambda: len(call.played) > 8000 * 1.5, 10)
+    assert phone.greetings.hits == 1
+    await asyncio.sleep(1.0)
+    assert correlates(call.played_pcm(), speech("Hello, thanks for calling.")) > 0.9
+
+    await call.send_dtmf("0")
+    await call.send_dtmf("#")
+    record = await phone.records.wait_closed(call.call_sid, 20)
+    await call.close()
+    assert record is not None and record.end_reason == "transferred"
+    assert record.transfer_to == "+15550002222"
+    twiml = phone.rest_fake.calls[call.call_sid].updates[-1]["Twiml"]
+    assert "<Dial" in twiml and "+15550002222" in twiml
+    heard = [line.text for line in record.transcript if line.role == "assistant"]
+    assert "Please hold while I transfer your call." in heard
