@@ -96,6 +96,7 @@ class TwilioCall:
         lead_secs: float = 0.06,
         max_audio_backlog: int = 100,
         interrupted_marker: str | None = " [interrupted]",
+        inbound_batch_ms: int = 40,
     ) -> TwilioCall:
         params = twilio_transport_params()
         serializer = VoxlineTwilioSerializer(
@@ -103,6 +104,7 @@ class TwilioCall:
             call_id=info.call_sid,
             first_sequence=info.start_sequence,
             sample_rate=params.audio_in_sample_rate,
+            inbound_batch_ms=inbound_batch_ms,
         )
         transport = TwilioStreamTransport(
             websocket, serializer, params=params, lead_secs=lead_secs,
