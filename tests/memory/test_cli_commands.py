@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from voxline.memory import SchemaError, StoreError, open_store
 from voxline.memory.cli_commands import db_sweep, db_upgrade, memory_forget, memory_list
@@ -47,6 +48,21 @@ def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
 
 def test_db_upgrade_postgres(postgres_url: str) -> None:
     assert db_upgrade(postgres_url) == {"revision": head_revision()}
+
+    async def index_defs() -> list[str]:
+        store = await open_store(postgres_url, migrate=False)
+        try:
+            async with store.engine.connect() as conn:
+                rows = await conn.execute(
+                    sa.text("SELECT indexdef FROM pg_indexes WHERE indexname LIKE '%hnsw'")
+                )
+                return [r[0] for r in rows]
+        finally:
+            await store.close()
+
+    defs = asyncio.run(index_defs())
+    assert len(defs) == 2  # memories and call summaries, with the benchmarked parameters
+    assert all("m='32'" in d and "ef_construction='128'" in d for d in defs), defs
 
 
 def test_db_upgrade_unreachable_fails_clearly() -> None:

@@ -109,7 +109,7 @@ class MemoryRowsMixin:
             return [_mem(r, 1.0 - float(r.dist)) for r in rows]
 
     async def search_tenant(
-        self, tenant: str, query: np.ndarray, *, k: int = 5, ef_search: int = 80
+        self, tenant: str, query: np.ndarray, *, k: int = 5, ef_search: int = 120
     ) -> list[MemoryRecord]:
         """Top-k memories of a whole tenant (HNSW on Postgres, exact scan on SQLite)."""
         async with self._tx() as conn:
