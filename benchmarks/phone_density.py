@@ -47,7 +47,7 @@ def serve(port: int, shared_vad: bool) -> None:
         from pipecat.audio.vad.vad_analyzer import VADParams
 
         from voxline.pipelines import builder
-        from voxline.transports.twilio.vad import SharedSileroVADAnalyzer
+        from voxline.integrations.providers.local.silero import SharedSileroVADAnalyzer
 
         def vad_analyzer(spec):  # noqa: ANN001, ANN202
             v = spec.vad

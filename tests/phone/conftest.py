@@ -52,27 +52,6 @@ class PhoneServer:
         return self.app.state.phone.greetings
 
 
-@pytest.fixture(autouse=True)
-def _transcription_starts_turns(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keypad digits reach the LLM as a transcription with no speech before it, so a
-    user turn must be able to start on a transcription (pipecat's default start
-    strategies do this). Until voxline's builder adds that strategy itself (requested),
-    the phone tests add it; once it is there this fixture does nothing."""
-    from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy
-
-    from voxline.pipelines import builder
-
-    original = builder.turn_strategies
-
-    def with_transcription_start(spec):  # noqa: ANN001, ANN202
-        strategies = original(spec)
-        if not any(isinstance(s, TranscriptionUserTurnStartStrategy) for s in strategies.start):
-            strategies.start.append(TranscriptionUserTurnStartStrategy())
-        return strategies
-
-    monkeypatch.setattr(builder, "turn_strategies", with_transcription_start)
-
-
 @pytest.fixture
 def script() -> AgentScript:
     return AgentScript()

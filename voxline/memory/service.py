@@ -138,11 +138,16 @@ class MemoryService:
             return ""
         facts = [f"- {r.text}" for r in items if r.source == "memory"]
         calls = [f"- {r.text}" for r in items if r.source == "summary"]
+        # Small local models follow a direct instruction better than a bare list.
         parts = ["What you remember about this caller from earlier calls:"]
         if facts:
             parts += facts
         if calls:
             parts += ["Summaries of their latest calls:", *calls]
+        parts.append(
+            "This is a returning caller: if you know their name, greet them by it in your "
+            "first answer, and use what you remember when it helps."
+        )
         return "\n".join(parts)
 
     # -- remember ---------------------------------------------------------------------

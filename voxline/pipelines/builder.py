@@ -16,9 +16,9 @@ from typing import Any
 
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
-from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.pipeline.pipeline import Pipeline
+from pipecat.processors.aggregators.llm_context import NOT_GIVEN, NotGiven
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import (
     LLMContextAggregatorPair,
@@ -26,10 +26,14 @@ from pipecat.processors.aggregators.llm_response_universal import (
 )
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
-from pipecat.turns.user_start import VADUserTurnStartStrategy
+from pipecat.turns.user_start import (
+    TranscriptionUserTurnStartStrategy,
+    VADUserTurnStartStrategy,
+)
 from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
+from voxline.integrations.providers.local.silero import SharedSileroVADAnalyzer
 from voxline.integrations.providers.registry import build_llm, build_stt, build_tts
 from voxline.integrations.tools.loader import load_tools
 from voxline.integrations.tools.runtime import (
@@ -87,23 +91,27 @@ def turn_strategies(spec: AgentSpec) -> UserTurnStrategies:
         from pipecat.turns.user_stop import TurnAnalyzerUserTurnStopStrategy
 
         stop = [TurnAnalyzerUserTurnStopStrategy(turn_analyzer=LocalSmartTurnAnalyzerV3())]
-    start = [VADUserTurnStartStrategy(enable_interruptions=spec.turn.allow_interruptions)]
+    start = [
+        VADUserTurnStartStrategy(enable_interruptions=spec.turn.allow_interruptions),
+        # Keypad digits arrive as transcriptions without speech: they must start a turn too.
+        TranscriptionUserTurnStartStrategy(),
+    ]
     return UserTurnStrategies(start=start, stop=stop)
 
 
-def vad_analyzer(spec: AgentSpec) -> SileroVADAnalyzer:
+def vad_analyzer(spec: AgentSpec) -> SharedSileroVADAnalyzer:
     v = spec.vad
-    return SileroVADAnalyzer(params=VADParams(
+    return SharedSileroVADAnalyzer(params=VADParams(
         confidence=v.confidence, start_secs=v.start_secs, stop_secs=v.stop_secs,
         min_volume=v.min_volume,
     ))
 
 
-def tools_schema(spec: AgentSpec, tools: list[Any]) -> ToolsSchema | None:
+def tools_schema(spec: AgentSpec, tools: list[Any]) -> ToolsSchema | NotGiven:
     schemas = [t.function_schema() for t in tools]
     if any(t.handler == "builtin:end_call" for t in spec.tools):
         schemas.append(END_CALL_SCHEMA)
-    return ToolsSchema(standard_tools=schemas) if schemas else None
+    return ToolsSchema(standard_tools=schemas) if schemas else NOT_GIVEN
 
 
 def register_tools(spec: AgentSpec, llm: Any, log: CallLog) -> Any:

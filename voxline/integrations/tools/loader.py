@@ -122,7 +122,7 @@ def load_tool(tool: ToolSpec, base_dir: Path) -> Tool:
     return Tool(spec=tool, fn=fn, arguments=_arguments_model(tool.name, fn))
 
 
-BUILTINS = {"end_call"}
+BUILTINS = {"end_call", "transfer_call"}  # transfer_call works on phone calls
 
 
 def is_builtin(tool: ToolSpec) -> bool:
