@@ -41,9 +41,6 @@ def agent(**extra: object) -> AgentSpec:
             "prompt": "You answer the phone for a small hotel.",
             "turn": {"strategy": "silence", "stop_secs": 0.3},
             "vad": {"stop_secs": 0.2},
-            # A spec without tools makes build_pipeline pass tools=None to LLMContext,
-            # which pipecat rejects (reported to the agent core's owner).
-            "tools": [{"name": "end_call", "handler": "builtin:end_call"}],
             **extra,
         }
     )
