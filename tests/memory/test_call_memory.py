@@ -4,6 +4,7 @@ stream of CallLog turns."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -299,3 +300,37 @@ def test_settings_from_the_agent_spec_block() -> None:
         MemorySettings.model_validate({"tenant": "a b"})
     with pytest.raises(ValidationError):
         MemorySettings.model_validate({"recal": True})  # typos are errors, not ignored
+
+
+async def test_database_outage_never_reaches_the_call(private_postgres, tenant: str) -> None:
+    """Postgres stops mid-call: turns are buffered, recall answers empty at once, finish
+    gives up on the summary without raising; when Postgres returns nothing is lost."""
+    runtime = await MemoryRuntime.open(private_postgres.url)
+    try:
+        call_id = new_call_id()
+        memory = await CallMemory.open(
+            agent=agent(), call_id=call_id, caller_key=CALLER, tenant=tenant, runtime=runtime
+        )
+        turns = [
+            TurnRecord(i, user_text=f"question {i}", agent_text=f"answer {i}") for i in range(6)
+        ]
+        await feed(memory, turns[:2])
+        assert await runtime.recorder.flush(10)
+
+        await asyncio.to_thread(private_postgres.stop, "immediate")
+        await feed(memory, turns[2:])  # handed over, not written
+        other = await CallMemory.open(
+            agent=agent(), call_id=new_call_id(), caller_key=CALLER, tenant=tenant,
+            runtime=runtime,
+        )  # fmt: skip
+        assert other.extra_context == []  # no memory, but the call starts
+        assert await memory.finish(result(call_id, turns), flush_timeout_s=0.5) is None
+        assert runtime.recorder.pending > 0
+
+        await asyncio.to_thread(private_postgres.start)
+        assert await runtime.recorder.flush(30)
+        call = await runtime.store.get_call(tenant, call_id)
+        assert call is not None and call.status == "completed"
+        assert [t.index for t in call.turns] == list(range(12))  # user 2i, agent 2i + 1
+    finally:
+        await runtime.close()
