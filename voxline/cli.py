@@ -125,6 +125,91 @@ def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
             raise
 
 
+@app.command()
+def serve(
+    agents: Annotated[Path, typer.Option(help="Folder of agents (*/agent.yaml) and routes.yaml.")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8080,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
+) -> None:
+    """Serve phone calls (Twilio webhooks and media streams) for every agent in a folder."""
+    from voxline.server import serve as run_server
+
+    try:
+        run_server(agents, host=host, port=port, workers=workers)
+    except SpecError as e:
+        typer.echo(f"invalid agents folder: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def call(
+    number: Annotated[str, typer.Argument(help="The number to call (E.164).")],
+    agent: Annotated[str, typer.Option(help="The agent that speaks.")],
+    server: Annotated[str, typer.Option(help="The running voxline server.")] = "http://127.0.0.1:8080",
+    from_: Annotated[str | None, typer.Option("--from", help="Caller id.")] = None,
+) -> None:
+    """Place an outbound call through a running server (needs $VOXLINE_API_KEY)."""
+    from voxline.server import place_call
+
+    try:
+        answer = asyncio.run(place_call(number, agent, server=server, from_=from_))
+    except VoxlineError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(answer))
+
+
+db_app = typer.Typer(help="The call database ($DATABASE_URL; SQLite ./var/voxline.db by default).",
+                     no_args_is_help=True)
+memory_app = typer.Typer(help="What agents remember about callers.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(memory_app, name="memory")
+
+_DB = typer.Option(envvar="DATABASE_URL", help="postgresql+asyncpg://... or a SQLite path/URL.")
+_TENANT = typer.Option(help="Tenant the caller belongs to.")
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: Annotated[str | None, _DB] = None) -> None:
+    """Create or migrate the schema to the latest version (safe to run again)."""
+    from voxline.memory.cli_commands import db_upgrade as upgrade
+
+    typer.echo(json.dumps(upgrade(database_url)))
+
+
+@db_app.command("sweep")
+def db_sweep(database_url: Annotated[str | None, _DB] = None) -> None:
+    """Close calls whose server process died mid-call (marked ended abnormally)."""
+    from voxline.memory.cli_commands import db_sweep as sweep
+
+    typer.echo(json.dumps(sweep(database_url)))
+
+
+@memory_app.command("list")
+def memory_list(
+    caller: Annotated[str, typer.Option(help="Phone number, web user id or external id.")],
+    tenant: Annotated[str, _TENANT] = "default",
+    database_url: Annotated[str | None, _DB] = None,
+) -> None:
+    """List what is remembered about a caller (audited)."""
+    from voxline.memory.cli_commands import memory_list as list_memories
+
+    typer.echo(json.dumps(list_memories(database_url, tenant, caller), indent=2))
+
+
+@memory_app.command("forget")
+def memory_forget(
+    caller: Annotated[str, typer.Option(help="Phone number, web user id or external id.")],
+    tenant: Annotated[str, _TENANT] = "default",
+    database_url: Annotated[str | None, _DB] = None,
+) -> None:
+    """Erase a caller's memories, summaries and transcripts (audited)."""
+    from voxline.memory.cli_commands import memory_forget as forget
+
+    typer.echo(json.dumps(forget(database_url, tenant, caller)))
+
+
 def main() -> None:  # pragma: no cover
     app()
 
