@@ -28,6 +28,11 @@ def _quiet_logs(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
 
 
+@app.callback()
+def _options(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False) -> None:
+    _quiet_logs(verbose)
+
+
 @app.command()
 def check(agent: Annotated[Path, typer.Argument(help="An agent YAML file.")]) -> None:
     """Validate an agent spec: schema, model files, tool imports, API key variables."""
@@ -77,13 +82,20 @@ def _print_report(report: dict) -> None:
 
 
 async def _simulate_all(paths: list[Path]) -> list[dict]:
-    from voxline.pipelines.scenario import load_scenario
-    from voxline.pipelines.simulate import simulate
+    import os
 
-    reports = []
-    for path in paths:  # in order: later calls see what earlier ones stored
-        reports.append((await simulate(load_scenario(path))).to_json())
-    return reports
+    from voxline.pipelines.call_memory import MemoryRuntime, simulate_remembered
+    from voxline.pipelines.scenario import load_scenario
+
+    runtime = await MemoryRuntime.open(os.environ.get("DATABASE_URL"))
+    try:
+        reports = []
+        for path in paths:  # in order: later calls know what earlier ones learned
+            report = await simulate_remembered(load_scenario(path), runtime=runtime)
+            reports.append(report.to_json())
+        return reports
+    finally:
+        await runtime.close()
 
 
 @app.command()

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from voxline.errors import SpecError
+from voxline.memory.settings import MemorySettings
 
 
 class _Strict(BaseModel):
@@ -140,6 +141,7 @@ class AgentSpec(_Strict):
     examples: list[Example] = Field(default_factory=list)
     idle: IdleSettings = Field(default_factory=IdleSettings)
     limits: Limits = Field(default_factory=Limits)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     # The folder relative tool paths are resolved against; set by load_spec.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

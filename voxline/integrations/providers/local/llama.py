@@ -97,6 +97,15 @@ first ::= [^"\\\n ]
 rest ::= [^"\\\n] | "\\" ["\\/nt]'''
 
 
+JSON_OBJECT_GRAMMAR = r'''root ::= object
+value ::= object | array | string | number | ("true" | "false" | "null") ws
+object ::= "{" ws ( string ":" ws value ("," ws string ":" ws value)* )? "}" ws
+array ::= "[" ws ( value ("," ws value)* )? "]" ws
+string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt]) )* "\"" ws
+number ::= ("-"? ([0-9] | [1-9] [0-9]*)) ("." [0-9]+)? ws
+ws ::= [ \t\n]*'''
+
+
 def arguments_grammar(schema: dict[str, Any]) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
@@ -207,6 +216,21 @@ class LlamaCppLLMService(OpenAILLMService):
                 model.llama.create_completion(model.tokens(prompt), max_tokens=1, temperature=0)
 
         await asyncio.to_thread(run)
+
+    async def summarize(self, prompt: str, max_tokens: int = 300) -> str:
+        """One answer to ``prompt`` out of the call's pipeline, as a JSON object (call summaries)."""
+        model = await asyncio.to_thread(self._loaded)
+        text = f"{_START}user\n{prompt}{_END}\n{_START}assistant\n"
+
+        def run() -> str:
+            with model.lock:
+                out = model.llama.create_completion(
+                    model.tokens(text), max_tokens=max_tokens, temperature=0.0,
+                    grammar=model.grammar(JSON_OBJECT_GRAMMAR),
+                )
+            return str(out["choices"][0]["text"])
+
+        return await asyncio.to_thread(run)
 
     async def _prompt(self, context: LLMContext) -> str:
         messages, tools = await self._messages_and_tools(context)
