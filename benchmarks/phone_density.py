@@ -65,6 +65,7 @@ def serve(port: int, shared_vad: bool) -> None:
     agents = write_agents(Path(tempfile.mkdtemp()), script, {"numbers": {"+15550001111": "restaurant"}})
     config = TwilioConfig(account_sid="AC0", auth_token="tok")
     app = create_app(agents, twilio=config, api_key="bench", services=fake_services(script),
+                     remember=False,  # the transport and pipeline, not the database
                      records=InMemoryCallRecords(), verify_stream_signature=False)
     # SO_REUSEPORT: several server processes share the port; the kernel spreads calls.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -28,10 +28,12 @@ Routes:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ from pydantic import BaseModel, Field
 
 from voxline.errors import ProviderError, SpecError
 from voxline.pipelines.builder import Extensions, Services
+from voxline.pipelines.call_memory import CallMemory, MemoryRuntime, llm_summarizer
 from voxline.pipelines.session import CallSession
 from voxline.processors.call_log import ToolCallRecord
 from voxline.spec import AgentSpec, load_spec, load_yaml
@@ -170,6 +173,38 @@ class PhoneCalls:
         self.dtmf_timeout_secs = dtmf_timeout_secs
         self.active: dict[str, CallSession] = {}
         self.results: dict[str, Any] = {}  # call sid -> CallResult (bounded)
+        # Opened by the app's lifespan: the call store, recorder and recall for every call.
+        self.memory: MemoryRuntime | None = None
+        self._remembering: set[asyncio.Task[Any]] = set()
+
+    async def open_memory(self, database_url: str | None) -> None:
+        self.memory = await MemoryRuntime.open(database_url)
+        swept = await self.memory.store.sweep_abandoned()
+        if swept:
+            log.warning("- closed %d call(s) left open by a process that died", len(swept))
+
+    async def settle(self) -> None:
+        """Wait until ended calls are fully written (summaries and facts included)."""
+        await asyncio.gather(*self._remembering, return_exceptions=True)
+        if self.memory is not None:
+            await self.memory.recorder.flush()
+
+    async def close(self) -> None:
+        await self.settle()
+        if self.memory is not None:
+            await self.memory.close()
+            self.memory = None
+
+    async def _open_call_memory(self, spec: AgentSpec, call: TwilioCall) -> CallMemory | None:
+        if self.memory is None:
+            return None
+        info = call.info
+        # The caller is whoever is not the agent: the dialed number on outbound calls.
+        caller = info.dialed if info.direction == "outbound" else info.caller
+        return await CallMemory.open(
+            runtime=self.memory, agent=spec, call_id=call.call_id, caller_key=caller,
+            channel="phone", direction=info.direction, from_=info.caller, to=info.dialed,
+        )
 
     async def on_stream(self, websocket: WebSocket, call: TwilioCall) -> None:
         spec = self.agents.get(call.info.agent or "")
@@ -177,18 +212,26 @@ class PhoneCalls:
             log.warning("%s stream names unknown agent %r", call.call_id, call.info.agent)
             call.end_reason = "failed"
             return
-        session = self.session_for(spec, call)
+        memory = await self._open_call_memory(spec, call)
+        session = self.session_for(spec, call, memory)
         self.active[call.call_id] = session
+        result = None
         try:
             result = await session.run()
         finally:
             self.active.pop(call.call_id, None)
+            if memory is not None:  # summaries take an LLM pass: off the call's path
+                task = asyncio.create_task(memory.finish(
+                    result, summarize=llm_summarizer(session.services.llm)))
+                self._remembering.add(task)
+                task.add_done_callback(self._remembering.discard)
         self.results[call.call_id] = result
         while len(self.results) > 1000:
             self.results.pop(next(iter(self.results)))
         log.info("%s call ended: %s after %d turns", call.call_id, result.end_reason, len(result.turns))
 
-    def session_for(self, spec: AgentSpec, call: TwilioCall) -> CallSession:
+    def session_for(self, spec: AgentSpec, call: TwilioCall,
+                    memory: CallMemory | None = None) -> CallSession:
         services = self.services(spec)
         intercept, replay = self.greetings.processors(spec.name, spec.greeting)
         after_output: list[Any] = []
@@ -204,6 +247,8 @@ class PhoneCalls:
             spec, call.transport, call_id=call.call_id, caller_id=call.info.caller,
             services=services, extensions=extensions, observers=[call.transcript_observer],
             audio_in_sample_rate=PHONE_RATE, audio_out_sample_rate=PHONE_RATE,
+            extra_context=memory.extra_context if memory else None,
+            on_turn=memory.on_turn if memory else None,
         )
         self._wire_tools(spec, session, call)
         return session
@@ -247,13 +292,16 @@ def create_app(
     verify_stream_signature: bool = True,
     greeting_cache: GreetingCache | None = None,
     recording_dir: Path | None = None,
+    database_url: str | None = None,
+    remember: bool = True,
 ) -> FastAPI:
     """The voxline FastAPI app for the agents in ``agents_dir`` (see the module docstring).
 
     ``twilio`` defaults to :meth:`TwilioConfig.from_env` with the routing table's
     numbers; ``api_key`` to ``$VOXLINE_API_KEY`` (unset: ``POST /calls`` is refused);
     ``services`` builds each call's STT/LLM/TTS (default: from the spec) -- tests and
-    benchmarks pass fakes.
+    benchmarks pass fakes. Calls are recorded and callers remembered in ``database_url``
+    (default ``$DATABASE_URL``, else SQLite ./var/voxline.db) unless ``remember`` is off.
     """
     agents_dir = Path(agents_dir)
     agents = load_agents(agents_dir)
@@ -272,7 +320,16 @@ def create_app(
         recording_dir=recording_dir or config.recording_dir,
     )
 
-    app = FastAPI(title="voxline")
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if remember:
+            await phone.open_memory(database_url)
+        try:
+            yield
+        finally:
+            await phone.close()
+
+    app = FastAPI(title="voxline", lifespan=lifespan)
     app.state.phone = phone
     app.state.records = records
     app.state.rest = rest

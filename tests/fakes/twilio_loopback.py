@@ -17,7 +17,7 @@ async def serve(app: object, *, ws_max_queue: int = 32) -> AsyncIterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="error", lifespan="off", ws="websockets",
+    config = uvicorn.Config(app, log_level="error", lifespan="auto", ws="websockets",
                             ws_max_queue=ws_max_queue, ws_per_message_deflate=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -115,6 +115,14 @@ async def test_inbound_call_end_to_end(phone) -> None:
     assert ("assistant", "Goodbye and thank you.", False) in texts
     assert any(t[0] == "dtmf" and t[1] == "1" for t in texts)
 
+    # The call was recorded in the database, turn by turn, with its tool call.
+    await phone.app.state.phone.settle()
+    memory = phone.app.state.phone.memory
+    stored = await memory.store.get_call("default", call.call_sid)
+    assert stored is not None and stored.channel == "phone" and stored.end_reason == "agent_hung_up"
+    assert any("When are you open?" in (t.text or "") for t in stored.turns)
+    assert any(tc.name == "end_call" for tc in stored.tool_calls)
+
 
 def transfer_reply(text: str):
     if "DTMF: 0" in text:
