@@ -46,8 +46,8 @@ def serve(port: int, shared_vad: bool) -> None:
         # The builder change requested in the report: one Silero ONNX session per process.
         from pipecat.audio.vad.vad_analyzer import VADParams
 
-        from voxline.pipelines import builder
         from voxline.integrations.providers.local.silero import SharedSileroVADAnalyzer
+        from voxline.pipelines import builder
 
         def vad_analyzer(spec):  # noqa: ANN001, ANN202
             v = spec.vad

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import itertools
-from urllib.parse import parse_qsl
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
 import httpx
 from fastapi import FastAPI, Request, Response
