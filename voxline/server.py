@@ -62,13 +62,15 @@ from voxline.transports.twilio import (
 )
 from voxline.transports.twilio.config import normalize_number
 from voxline.transports.twilio.greeting import GreetingCache
-from voxline.transports.twilio.recording import TwoChannelRecorder
+from voxline.transports.twilio.recording import ConsentPrompt, TwoChannelRecorder
 from voxline.transports.twilio.signature import public_base
+from voxline.transports.twilio.voicemail import is_machine, on_answered_by
 
 log = logging.getLogger("voxline.server")
 
 ROUTES_FILE = "routes.yaml"
 PHONE_RATE = 8000
+DEFAULT_RECORDING_DIR = Path("var/recordings")
 API_KEY_ENV = "VOXLINE_API_KEY"
 AGENTS_DIR_ENV = "VOXLINE_AGENTS_DIR"
 
@@ -172,6 +174,10 @@ class PhoneCalls:
         self.recording_dir = recording_dir
         self.dtmf_timeout_secs = dtmf_timeout_secs
         self.active: dict[str, CallSession] = {}
+        self.calls: dict[str, TwilioCall] = {}  # call sid -> live stream
+        # AMD verdicts that arrived before their stream started (bounded).
+        self.answered_by: dict[str, str] = {}
+        self._call_tasks: dict[str, set[asyncio.Task[Any]]] = {}
         self.results: dict[str, Any] = {}  # call sid -> CallResult (bounded)
         # Opened by the app's lifespan: the call store, recorder and recall for every call.
         self.memory: MemoryRuntime | None = None
@@ -215,11 +221,20 @@ class PhoneCalls:
         memory = await self._open_call_memory(spec, call)
         session = self.session_for(spec, call, memory)
         self.active[call.call_id] = session
+        self.calls[call.call_id] = call
+        early = self.answered_by.pop(call.call_id, None)
+        if early is not None:
+            self._spawn_for(call.call_id, self._on_machine(call.call_id, early))
         result = None
         try:
             result = await session.run()
         finally:
             self.active.pop(call.call_id, None)
+            self.calls.pop(call.call_id, None)
+            tasks = self._call_tasks.pop(call.call_id, set())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             if memory is not None:  # summaries take an LLM pass: off the call's path
                 task = asyncio.create_task(memory.finish(
                     result, summarize=llm_summarizer(session.services.llm)))
@@ -230,16 +245,49 @@ class PhoneCalls:
             self.results.pop(next(iter(self.results)))
         log.info("%s call ended: %s after %d turns", call.call_id, result.end_reason, len(result.turns))
 
+    def _spawn_for(self, call_sid: str, coro: Any) -> None:
+        """A task that belongs to one call: cancelled when the call ends."""
+        task = asyncio.create_task(coro)
+        tasks = self._call_tasks.setdefault(call_sid, set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def on_status(self, call_sid: str, state: str, answered_by: str | None) -> None:
+        """Twilio's status / async-AMD callback: act on an answering machine."""
+        if not is_machine(answered_by):
+            return
+        assert answered_by is not None
+        if call_sid in self.calls:
+            self._spawn_for(call_sid, self._on_machine(call_sid, answered_by))
+        elif state not in ("completed", "failed", "busy", "no-answer", "canceled"):
+            self.answered_by[call_sid] = answered_by  # the stream is not up yet
+            while len(self.answered_by) > 1000:
+                self.answered_by.pop(next(iter(self.answered_by)))
+
+    async def _on_machine(self, call_sid: str, answered_by: str) -> None:
+        call, session = self.calls.get(call_sid), self.active.get(call_sid)
+        if call is None or session is None:
+            return
+        try:
+            await on_answered_by(call, session.spec.phone.voicemail, answered_by, session.worker.queue_frame)
+        except Exception:
+            log.exception("%s answering-machine handling failed", call_sid)
+
     def session_for(self, spec: AgentSpec, call: TwilioCall,
                     memory: CallMemory | None = None) -> CallSession:
         services = self.services(spec)
         intercept, replay = self.greetings.processors(spec.name, spec.greeting)
         after_output: list[Any] = []
-        if self.recording_dir is not None:
-            after_output.append(TwoChannelRecorder(self.recording_dir, call.call_id).processor)
+        before_tts: list[Any] = [intercept]
+        recording = spec.phone.recording
+        if recording.enabled:
+            directory = self.recording_dir or DEFAULT_RECORDING_DIR
+            after_output.append(TwoChannelRecorder(directory, call.call_id).processor)
+            if recording.consent:
+                before_tts.insert(0, ConsentPrompt(recording.consent, name=f"Consent#{call.call_id}"))
         extensions = Extensions(
             before_llm=[DTMFAggregator(timeout=self.dtmf_timeout_secs)],
-            before_tts=[intercept],
+            before_tts=before_tts,
             before_output=[replay, call.heard.observer],
             after_output=[*after_output, call.heard.gate],
         )
@@ -335,6 +383,7 @@ def create_app(
     app.state.rest = rest
     app.state.config = config
     app.include_router(twilio_router(config, phone.on_stream, records=records, rest=rest,
+                                     on_status=phone.on_status,
                                      verify_stream_signature=verify_stream_signature))
 
     @app.get("/healthz")
@@ -360,7 +409,7 @@ def create_app(
             sid = await place_outbound_call(
                 config=config, rest=rest, records=records, to=body.to, from_=from_,
                 agent=body.agent, public_base_url=public_base(request, config),
-                machine_detection=None if not body.machine_detection else _default_amd(),
+                machine_detection=_machine_detection(agents[body.agent]) if body.machine_detection else None,
             )
         except ProviderError as e:
             log.warning("- outbound call to %s failed: %s", redact_number(body.to), e)
@@ -370,10 +419,15 @@ def create_app(
     return app
 
 
-def _default_amd() -> Any:
+def _machine_detection(spec: AgentSpec) -> Any:
+    """Async AMD as the agent's ``phone.voicemail`` asks: wait for the beep to leave a
+    message, answer as soon as possible to hang up, none to carry on regardless."""
     from voxline.transports.twilio import MachineDetection
 
-    return MachineDetection()
+    voicemail = spec.phone.voicemail
+    if voicemail.action == "continue":
+        return None
+    return MachineDetection(mode=voicemail.detection_mode, timeout_secs=voicemail.detection_timeout_secs)
 
 
 def _replace(config: TwilioConfig, **changes: Any) -> TwilioConfig:

@@ -23,6 +23,7 @@ from pydantic import (
 
 from voxline.errors import SpecError
 from voxline.memory.settings import MemorySettings
+from voxline.transports.twilio.settings import PhoneSettings
 
 
 class _Strict(BaseModel):
@@ -142,6 +143,7 @@ class AgentSpec(_Strict):
     idle: IdleSettings = Field(default_factory=IdleSettings)
     limits: Limits = Field(default_factory=Limits)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    phone: PhoneSettings = Field(default_factory=PhoneSettings)
     # The folder relative tool paths are resolved against; set by load_spec.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import itertools
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -26,6 +28,7 @@ class FakeCall:
     params: dict[str, list[str]]
     status: str = "queued"
     updates: list[dict[str, str]] = field(default_factory=list)
+    update_times: list[float] = field(default_factory=list)  # time.monotonic() of each update
 
     def one(self, name: str) -> str | None:
         values = self.params.get(name)
@@ -40,6 +43,9 @@ class FakeTwilioRest:
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
         self._fail: list[int] = []  # statuses to answer with before behaving
         self._ids = itertools.count(1)
+        # Called with (call_sid, params) as each update arrives: lets a test snapshot
+        # what the caller had heard at the moment of a hang-up or transfer.
+        self.on_update: Callable[[str, dict[str, str]], None] | None = None
         self.app = self._build()
 
     def fail_next(self, *statuses: int) -> None:
@@ -73,6 +79,9 @@ class FakeTwilioRest:
                 return self._error(request, 404, 20404, "The requested resource was not found")
             params = {k: v[-1] for k, v in (await _form(request)).items()}
             call.updates.append(params)
+            call.update_times.append(time.monotonic())
+            if self.on_update is not None:
+                self.on_update(call_sid, params)
             if params.get("Status") == "completed":
                 call.status = "completed"
             self.requests.append(("POST", request.url.path, 200))
@@ -108,6 +117,20 @@ class FakeTwilioRest:
         call.status = status
         params = {"CallSid": call_sid, "AccountSid": self.account_sid, "CallStatus": status,
                   "To": call.one("To") or "", "From": call.one("From") or "", **extra}
+        signature = RequestValidator(self.auth_token).compute_signature(target, params)
+        async with httpx.AsyncClient() as client:
+            return await client.post(target, data=params, headers={"X-Twilio-Signature": signature})
+
+
+    async def send_amd(self, call_sid: str, answered_by: str, *,
+                       duration_ms: int = 2500) -> httpx.Response:
+        """POST the async answering-machine-detection verdict to AsyncAmdStatusCallback,
+        with the parameters Twilio documents for it (no CallStatus)."""
+        call = self.calls[call_sid]
+        target = call.one("AsyncAmdStatusCallback")
+        assert target, "call was created without AsyncAmd"
+        params = {"CallSid": call_sid, "AccountSid": self.account_sid, "AnsweredBy": answered_by,
+                  "MachineDetectionDuration": str(duration_ms)}
         signature = RequestValidator(self.auth_token).compute_signature(target, params)
         async with httpx.AsyncClient() as client:
             return await client.post(target, data=params, headers={"X-Twilio-Signature": signature})

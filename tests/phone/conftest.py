@@ -68,7 +68,7 @@ async def phone(script: AgentScript, tmp_path: Path) -> AsyncIterator[PhoneServe
                                 retry=RetryOptions(attempts=3, base_delay_secs=0.01))
         records = InMemoryCallRecords()
         app = create_app(agents, twilio=config, api_key=API_KEY, services=fake_services(script),
-                         records=records, rest=rest,
+                         records=records, rest=rest, recording_dir=tmp_path / "recordings",
                          database_url=str(tmp_path / "voxline.db"))
         async with serve(app) as base:
             yield PhoneServer(base, records, fake, rest, app.state.config, app)

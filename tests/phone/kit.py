@@ -137,11 +137,12 @@ class AgentScript:
         {"name": "end_call", "handler": "builtin:end_call"},
         {"name": "transfer_call", "handler": "builtin:transfer_call"},
     ])
+    phone: dict | None = None  # the spec's ``phone:`` block (voicemail, recording)
 
 
 def agent_yaml(script: AgentScript, name: str = "restaurant") -> dict:
     """The spec of the test agent: deterministic turn-taking, tools wired as built-ins."""
-    return {
+    spec = {
         "name": name,
         "greeting": script.greeting,
         "prompt": "You are a test agent.",
@@ -150,6 +151,9 @@ def agent_yaml(script: AgentScript, name: str = "restaurant") -> dict:
         "idle": {"reprompt_after_secs": 60, "max_reprompts": 0},
         "tools": script.tools,
     }
+    if script.phone is not None:
+        spec["phone"] = script.phone
+    return spec
 
 
 def write_agents(root: Path, script: AgentScript, routes: dict) -> Path:

@@ -1,4 +1,5 @@
-"""Optional two-channel call recording: caller on the left, agent on the right.
+"""Optional two-channel call recording: caller on the left, agent on the right,
+and the consent sentence said before the greeting.
 
 Built on pipecat's ``AudioBufferProcessor`` (which already aligns user and bot audio
 in time); we only stream its chunks into a WAV file so a long call is never held in
@@ -11,7 +12,9 @@ import logging
 import wave
 from pathlib import Path
 
+from pipecat.frames.frames import Frame, StartFrame, TTSSpeakFrame
 from pipecat.processors.audio.audio_buffer_processor import AudioBufferProcessor
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 log = logging.getLogger("voxline.twilio")
 
@@ -48,3 +51,22 @@ class TwoChannelRecorder:
             self._wav.close()
             self._wav = None
             log.info("%s recording saved to %s", self.call_id, self.path.name)
+
+
+class ConsentPrompt(FrameProcessor):
+    """Says the recording-consent sentence first, before anything else (the greeting).
+
+    Placed before the TTS: right after the StartFrame has passed, it sends the
+    sentence downstream, ahead of the greeting the session queues once the pipeline
+    has started.
+    """
+
+    def __init__(self, text: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.text = text
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, StartFrame):
+            await self.push_frame(TTSSpeakFrame(self.text))

@@ -26,6 +26,8 @@ EndReason = Literal[
     "transferred",     # transfer_call tool
     "dropped",         # the websocket closed without `stop`
     "failed",          # pipeline error, or busy/no-answer/failed outbound
+    "machine",         # an answering machine picked up; the agent hung up (voicemail: hang_up)
+    "voicemail",       # an answering machine picked up; a message was left
 ]
 
 

@@ -126,6 +126,17 @@ class CallControl:
         if self.on_end is not None:
             await self.on_end("transferred")  # Twilio now runs the <Dial>; our stream is done
 
+    async def hang_up(self, reason: str) -> bool:
+        """End the call over REST now (no goodbye); the record closes with ``reason``."""
+        call = self._call
+        ok = await self._rest_action("hang-up", lambda r: r.hang_up(call.call_id))
+        if ok:
+            call.end_reason = reason
+            await call.records.close(call.call_id, reason=reason, stats=call.stats())
+        if self.on_end is not None:
+            await self.on_end(reason)
+        return ok
+
     # -- helpers ---------------------------------------------------------------
     async def _result(self, params: FunctionCallParams, result: dict[str, Any],
                       properties: FunctionCallResultProperties | None) -> None:
