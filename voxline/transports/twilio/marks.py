@@ -29,7 +29,8 @@ class MarkStats:
 class MarkLedger:
     """Bookkeeping shared by the serializer (sends/echoes) and the heard-text gate."""
 
-    def __init__(self, prefix: str = "vx", max_contexts: int = 64) -> None:
+    def __init__(self, prefix: str = "vx", max_contexts: int = 64, *,
+                 mark_interval_secs: float = 0.0) -> None:
         self._prefix = prefix
         self._counter = itertools.count(1)
         self._outstanding: OrderedDict[str, float] = OrderedDict()  # name -> end position
@@ -38,14 +39,30 @@ class MarkLedger:
         self._max_contexts = max_contexts
         self.sent_secs = 0.0
         self.played_secs = 0.0
+        # One mark per ``mark_interval_secs`` of audio (0: after every chunk), plus one
+        # at the end of each utterance (flush). Fewer marks = fewer messages both ways.
+        self.mark_interval_secs = mark_interval_secs
+        self._unmarked = 0.0  # seconds sent since the last mark
+        self._settled = 0.0  # position up to which audio was played or cleared
         self.epoch = 0  # bumped once per barge-in (see bump_epoch); tools compare it
         self.stats = MarkStats()
         self._changed = asyncio.Event()
 
     # -- sender side -----------------------------------------------------------
-    def audio_sent(self, seconds: float) -> str:
-        """Account for one chunk of audio sent; return the mark name to send after it."""
+    def audio_sent(self, seconds: float) -> str | None:
+        """Account for one chunk of audio sent; the mark name to send after it, if one is due."""
         self.sent_secs += seconds
+        self._unmarked += seconds
+        if self._unmarked + 1e-9 < self.mark_interval_secs:
+            return None
+        return self._new_mark()
+
+    def flush(self) -> str | None:
+        """A mark for audio sent since the last one (end of an utterance), if any."""
+        return self._new_mark() if self._unmarked > 0 else None
+
+    def _new_mark(self) -> str:
+        self._unmarked = 0.0
         name = f"{self._prefix}-{next(self._counter)}"
         self._outstanding[name] = self.sent_secs
         self.stats.sent += 1
@@ -65,6 +82,8 @@ class MarkLedger:
             self._retired.update(self._outstanding)
             self.stats.retired += len(self._outstanding)
             self._outstanding.clear()
+        self._unmarked = 0.0
+        self._settled = self.sent_secs
         self._notify()
 
     def bump_epoch(self) -> None:
@@ -85,6 +104,7 @@ class MarkLedger:
         for earlier in [n for n, e in self._outstanding.items() if e <= end]:
             del self._outstanding[earlier]
         self.played_secs = max(self.played_secs, end)
+        self._settled = max(self._settled, end)
         self.stats.echoed += 1
         self._notify()
         return True
@@ -93,7 +113,14 @@ class MarkLedger:
     @property
     def idle(self) -> bool:
         """Everything sent has been played (or cleared)."""
-        return not self._outstanding
+        return not self._outstanding and self._unmarked == 0
+
+    @property
+    def backlog_secs(self) -> float:
+        """Audio sent that Twilio has neither played nor discarded yet. With real-time
+        pacing this stays around the pacing lead; it grows only if the far end stops
+        consuming (not reading, not playing)."""
+        return self.sent_secs - self._settled
 
     def played_in_context(self, context_id: str | None) -> float:
         """Seconds of the given TTS context that have been played (0 if not started)."""

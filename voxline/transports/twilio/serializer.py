@@ -68,13 +68,14 @@ class VoxlineTwilioSerializer(TwilioFrameSerializer):
         reorder_window: int = 6,
         sample_rate: int | None = None,
         inbound_batch_ms: int = 20,
+        mark_interval_secs: float = 0.0,
     ) -> None:
         super().__init__(
             stream_sid,
             params=TwilioFrameSerializer.InputParams(auto_hang_up=False, sample_rate=sample_rate),
         )
         self.call_id = call_id
-        self.ledger = ledger or MarkLedger()
+        self.ledger = ledger or MarkLedger(mark_interval_secs=mark_interval_secs)
         self.stats = StreamStats()
         self.stopped = False  # Twilio sent `stop`: the call ended on Twilio's side
         self._expected = first_sequence + 1 if first_sequence is not None else None
@@ -98,6 +99,11 @@ class VoxlineTwilioSerializer(TwilioFrameSerializer):
             self._pending_mark = self.ledger.audio_sent(secs)
             self.stats.media_out += 1
         return payload
+
+    def flush_mark(self) -> str | None:
+        """A mark message for audio not yet covered by one (end of an utterance)."""
+        name = self.ledger.flush()
+        return mark_message(self._stream_sid, name) if name else None
 
     def take_mark(self) -> str | None:
         """The mark message that must follow the media message just serialized."""

@@ -83,6 +83,9 @@ class TwilioCall:
             "late_dropped": s.late_dropped, "gaps_skipped": s.gaps_skipped, "dtmf": s.dtmf,
             "marks_sent": m.sent, "marks_echoed": m.echoed, "marks_retired": m.retired,
             "audio_in_dropped": self.transport.input().audio_dropped,
+            "audio_in_backlog_peak": self.transport.input().audio_backlog_peak,
+            "audio_out_dropped": self.transport.output().audio_out_dropped,
+            "audio_out_backlog_peak_ms": int(self.transport.output().backlog_peak_secs * 1000),
         }
 
     @classmethod
@@ -97,6 +100,8 @@ class TwilioCall:
         max_audio_backlog: int = 100,
         interrupted_marker: str | None = " [interrupted]",
         inbound_batch_ms: int = 40,
+        mark_interval_secs: float = 0.1,
+        max_unplayed_secs: float = 5.0,
     ) -> TwilioCall:
         params = twilio_transport_params()
         serializer = VoxlineTwilioSerializer(
@@ -105,10 +110,11 @@ class TwilioCall:
             first_sequence=info.start_sequence,
             sample_rate=params.audio_in_sample_rate,
             inbound_batch_ms=inbound_batch_ms,
+            mark_interval_secs=mark_interval_secs,
         )
         transport = TwilioStreamTransport(
             websocket, serializer, params=params, lead_secs=lead_secs,
-            max_audio_backlog=max_audio_backlog,
+            max_audio_backlog=max_audio_backlog, max_unplayed_secs=max_unplayed_secs,
         )
 
         async def on_heard(line: HeardLine) -> None:

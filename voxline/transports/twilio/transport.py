@@ -11,8 +11,17 @@ Three things pipecat's generic websocket output does not do for us:
 * note where each TTS context's audio starts on the sent-audio timeline, so the
   heard-text gate can translate mark echoes into words (see :mod:`.heard`).
 
-Inbound, the input queue is bounded: if the pipeline falls behind real time we
-drop the oldest caller audio (counted) rather than grow memory without limit.
+Slow consumers never grow memory without limit:
+
+* inbound, the input queue is bounded: if the pipeline falls behind real time we
+  drop the oldest caller audio (counted);
+* outbound, if the far end stops consuming -- Twilio's marks stop coming back, so
+  the audio it holds unplayed exceeds ``max_unplayed_secs`` -- agent audio is
+  dropped (counted, still paced in real time) instead of piling up in socket
+  buffers; it resumes as soon as the echoes catch up;
+* a single write that blocks longer than ``audio_out_write_timeout_secs`` (a peer
+  that stopped reading with full TCP buffers) makes pipecat's output report the
+  transport unusable, which ends the call.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import time
 
 from fastapi import WebSocket
 from pipecat.frames.frames import (
+    BotStoppedSpeakingFrame,
     Frame,
     InputAudioRawFrame,
     InterruptionFrame,
@@ -69,10 +79,14 @@ class TwilioInputTransport(FastAPIWebsocketInputTransport):
 class TwilioOutputTransport(FastAPIWebsocketOutputTransport):
     """Output that follows each media message with a mark and paces in real time."""
 
-    def __init__(self, *args, lead_secs: float, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, lead_secs: float, max_unplayed_secs: float,  # type: ignore[no-untyped-def]
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._lead = lead_secs
+        self._max_unplayed = max_unplayed_secs
         self._play_clock: float | None = None  # when Twilio will have played all we sent
+        self.audio_out_dropped = 0  # chunks not sent: the far end was not consuming
+        self.backlog_peak_secs = 0.0
 
     @property
     def serializer(self) -> VoxlineTwilioSerializer:
@@ -92,9 +106,27 @@ class TwilioOutputTransport(FastAPIWebsocketOutputTransport):
             self.serializer.ledger.begin_context(frame.context_id)
         await super().write_transport_frame(frame)
 
+    async def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM) -> None:
+        # The audio task announces the end of each utterance (after its last chunk was
+        # written): mark the tail, so "all played" can be known.
+        if isinstance(frame, BotStoppedSpeakingFrame) and direction == FrameDirection.DOWNSTREAM:
+            await self._send_mark(self.serializer.flush_mark())
+        await super().push_frame(frame, direction)
+
+    async def _send_mark(self, mark: str | None) -> None:
+        if mark and self._client.is_connected and not self._client.is_closing:
+            await self._client.send(mark)
+
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
         if self._client.is_closing or not self._client.is_connected:
             return False
+        secs = len(frame.audio) / (2 * frame.num_channels * frame.sample_rate)
+        backlog = self.serializer.ledger.backlog_secs
+        self.backlog_peak_secs = max(self.backlog_peak_secs, backlog)
+        if backlog > self._max_unplayed:
+            self.audio_out_dropped += 1
+            await self._pace(secs)
+            return True
         frame = OutputAudioRawFrame(
             audio=frame.audio,
             sample_rate=self.sample_rate,
@@ -102,10 +134,8 @@ class TwilioOutputTransport(FastAPIWebsocketOutputTransport):
         )
         if not await self._write_frame(frame):
             return False
-        mark = self.serializer.take_mark()
-        if mark:
-            await self._client.send(mark)
-        await self._pace(len(frame.audio) / (2 * frame.num_channels * frame.sample_rate))
+        await self._send_mark(self.serializer.take_mark())
+        await self._pace(secs)
         return True
 
     async def _pace(self, secs: float) -> None:
@@ -129,6 +159,7 @@ class TwilioStreamTransport(FastAPIWebsocketTransport):
         params: FastAPIWebsocketParams | None = None,
         lead_secs: float = 0.06,
         max_audio_backlog: int = 100,
+        max_unplayed_secs: float = 5.0,
     ) -> None:
         params = params or twilio_transport_params()
         params.serializer = serializer
@@ -140,7 +171,8 @@ class TwilioStreamTransport(FastAPIWebsocketTransport):
             max_audio_backlog=max_audio_backlog,
         )
         self._output = TwilioOutputTransport(
-            self, self._client, self._params, name=self._output_name, lead_secs=lead_secs
+            self, self._client, self._params, name=self._output_name, lead_secs=lead_secs,
+            max_unplayed_secs=max_unplayed_secs,
         )
 
     @property
@@ -159,7 +191,7 @@ class TwilioStreamTransport(FastAPIWebsocketTransport):
 
 
 def twilio_transport_params(**overrides: object) -> FastAPIWebsocketParams:
-    """Transport params for a phone line: 8 kHz in and out, 20 ms output chunks.
+    """Transport params for a phone line: 8 kHz in and out, 40 ms output chunks.
 
     Running the pipeline at 8 kHz means μ-law is decoded without resampling, and
     Silero VAD supports 8 kHz natively. A TTS producing 16/24 kHz is resampled
@@ -170,8 +202,10 @@ def twilio_transport_params(**overrides: object) -> FastAPIWebsocketParams:
         "audio_out_enabled": True,
         "audio_in_sample_rate": 8000,
         "audio_out_sample_rate": 8000,
-        "audio_out_10ms_chunks": 2,
+        "audio_out_10ms_chunks": 4,  # 40 ms media messages: half the per-frame cost of 20 ms
         "add_wav_header": False,
+        # A write blocked this long means the peer stopped reading: the call is over.
+        "audio_out_write_timeout_secs": 5.0,
     }
     values.update(overrides)
     return FastAPIWebsocketParams(**values)  # type: ignore[arg-type]
