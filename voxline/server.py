@@ -342,6 +342,7 @@ def create_app(
     recording_dir: Path | None = None,
     database_url: str | None = None,
     remember: bool = True,
+    stream_options: Mapping[str, Any] | None = None,
 ) -> FastAPI:
     """The voxline FastAPI app for the agents in ``agents_dir`` (see the module docstring).
 
@@ -350,6 +351,9 @@ def create_app(
     ``services`` builds each call's STT/LLM/TTS (default: from the spec) -- tests and
     benchmarks pass fakes. Calls are recorded and callers remembered in ``database_url``
     (default ``$DATABASE_URL``, else SQLite ./var/voxline.db) unless ``remember`` is off.
+    ``stream_options`` tune every stream (:meth:`TwilioCall.create` keywords, e.g.
+    ``max_unplayed_secs``, ``mark_interval_secs``). Agents that enable recording write
+    ``<call sid>.wav`` under ``recording_dir`` (default ``./var/recordings``).
     """
     agents_dir = Path(agents_dir)
     agents = load_agents(agents_dir)
@@ -383,7 +387,7 @@ def create_app(
     app.state.rest = rest
     app.state.config = config
     app.include_router(twilio_router(config, phone.on_stream, records=records, rest=rest,
-                                     on_status=phone.on_status,
+                                     on_status=phone.on_status, session_options=dict(stream_options or {}),
                                      verify_stream_signature=verify_stream_signature))
 
     @app.get("/healthz")

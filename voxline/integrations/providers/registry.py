@@ -17,6 +17,7 @@ from typing import Any
 from voxline.errors import MissingSecretError, ModelMissingError, VoxlineError
 from voxline.extras import require
 from voxline.integrations.providers.local import manifest
+from voxline.integrations.providers.local.first_clause import use_first_clause
 from voxline.spec import AgentSpec, LLMBlock, ProviderBlock, STTBlock, TTSBlock
 
 DEFAULT_MODELS = {"whisper": "whisper-base", "llama": "qwen2.5-coder-0.5b-instruct", "piper": "piper-en-us"}
@@ -154,7 +155,8 @@ def build_tts(block: TTSBlock) -> Any:
         from pipecat.services.piper.tts import PiperTTSService
 
         voice = next(root.glob("*.onnx")).stem
-        return PiperTTSService(download_dir=root, settings=PiperTTSService.Settings(voice=voice))
+        return use_first_clause(
+            PiperTTSService(download_dir=root, settings=PiperTTSService.Settings(voice=voice)))
     if block.provider == "espeak":
         return _espeak(block)
     if block.provider == "elevenlabs":
@@ -176,7 +178,7 @@ def build_tts(block: TTSBlock) -> Any:
 def _espeak(block: TTSBlock) -> Any:
     from voxline.integrations.providers.local.espeak import EspeakTTSService
 
-    return EspeakTTSService(voice=block.options.get("espeak_voice", "en-us"))
+    return use_first_clause(EspeakTTSService(voice=block.options.get("espeak_voice", "en-us")))
 
 
 BUILDERS: dict[str, Callable[..., Any]] = {"stt": build_stt, "llm": build_llm, "tts": build_tts}
