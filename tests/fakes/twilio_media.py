@@ -113,6 +113,16 @@ class FakeTwilioCall:
             pass  # the server hung up first
         await self.close()
 
+    def stall(self) -> None:
+        """Stop reading the socket at the TCP level (a consumer that fell over): the
+        server's messages pile up in kernel buffers; media keeps flowing to the server."""
+        assert self._ws is not None
+        self._ws.transport.pause_reading()
+
+    def resume(self) -> None:
+        assert self._ws is not None
+        self._ws.transport.resume_reading()
+
     async def drop(self) -> None:
         """The network dies: no `stop`, the TCP connection is simply gone."""
         for task in self._tasks:

@@ -58,7 +58,13 @@ def script() -> AgentScript:
 
 
 @pytest.fixture
-async def phone(script: AgentScript, tmp_path: Path) -> AsyncIterator[PhoneServer]:
+def stream_options() -> dict:
+    """``create_app(stream_options=...)``; a test module may override it."""
+    return {}
+
+
+@pytest.fixture
+async def phone(script: AgentScript, tmp_path: Path, stream_options: dict) -> AsyncIterator[PhoneServer]:
     fake = FakeTwilioRest(ACCOUNT, TOKEN)
     agents = write_agents(tmp_path / "agents", script,
                           {"numbers": ROUTES, "transfer": {"restaurant": TRANSFER}})
@@ -69,7 +75,7 @@ async def phone(script: AgentScript, tmp_path: Path) -> AsyncIterator[PhoneServe
         records = InMemoryCallRecords()
         app = create_app(agents, twilio=config, api_key=API_KEY, services=fake_services(script),
                          records=records, rest=rest, recording_dir=tmp_path / "recordings",
-                         database_url=str(tmp_path / "voxline.db"))
+                         database_url=str(tmp_path / "voxline.db"), stream_options=stream_options)
         async with serve(app) as base:
             yield PhoneServer(base, records, fake, rest, app.state.config, app)
         await rest.aclose()

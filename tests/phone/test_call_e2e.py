@@ -149,10 +149,19 @@ async def test_keypad_transfer_and_cached_greeting(phone, script) -> None:
     await asyncio.sleep(1.0)
     assert correlates(call.played_pcm(), speech("Hello, thanks for calling.")) > 0.9
 
+    heard_at_transfer: list[bytes] = []
+    phone.rest_fake.on_update = lambda sid, params: heard_at_transfer.append(call.played_pcm())
     await call.send_dtmf("0")
     await call.send_dtmf("#")
     record = await phone.records.wait_closed(call.call_sid, 20)
+    # Twilio now runs the <Dial>: the server ends our stream.
+    assert await wait_for(call.closed.is_set, 10)
     await call.close()
+    # The caller had heard the whole transfer message when the REST redirect was made.
+    hold = speech("Please hold while I transfer your call.")
+    assert len(heard_at_transfer) == 1
+    assert correlates(heard_at_transfer[0][-len(hold) * 2 - 8000:], hold) > 0.9
+    assert phone.results[call.call_sid].end_reason == "transferred"
     assert record is not None and record.end_reason == "transferred"
     assert record.transfer_to == "+15550002222"
     twiml = phone.rest_fake.calls[call.call_sid].updates[-1]["Twiml"]
