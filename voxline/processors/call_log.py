@@ -5,7 +5,8 @@ the pipeline nothing. Latencies are measured between frames of one turn:
 
 - ``stt``: the VAD's end of speech → the final transcription;
 - ``llm_ttft``: the context reaching the LLM → its first text or tool call;
-- ``tts_ttfb``: the first text reaching TTS → its first audio;
+- ``tts_ttfb``: the LLM's first spoken text → TTS's first audio (this includes waiting
+  for the first clause to be complete);
 - ``voice_to_voice`` (pipeline side): the VAD's end of speech → the first agent audio
   leaving the output transport. The simulated caller measures the same from the true
   end of its speech, which also counts the VAD's stop delay.
@@ -120,7 +121,8 @@ class CallLog(BaseObserver):
             src, LLMService
         ):
             self._measure("llm_ttft", "llm_start", now)
-            self._marks.setdefault("tts_start", now)
+            if isinstance(frame, LLMTextFrame):  # TTS waits for text, not for tools
+                self._marks.setdefault("tts_start", now)
         elif isinstance(frame, TTSAudioRawFrame) and isinstance(src, TTSService):
             self._measure("tts_ttfb", "tts_start", now)
         elif isinstance(frame, BotStartedSpeakingFrame):
