@@ -41,7 +41,6 @@ from typing import Any
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
-from pipecat.processors.aggregators.dtmf_aggregator import DTMFAggregator
 from pydantic import BaseModel, Field
 
 from voxline.errors import ProviderError, SpecError
@@ -276,24 +275,27 @@ class PhoneCalls:
     def session_for(self, spec: AgentSpec, call: TwilioCall,
                     memory: CallMemory | None = None) -> CallSession:
         services = self.services(spec)
-        intercept, replay = self.greetings.processors(spec.name, spec.greeting)
+        recording = spec.phone.recording
+        # Caller audio is needed up to the user aggregator (VAD, turns), and by the
+        # recorder after the output; without a recorder, it stops at the intercept.
+        intercept, replay = self.greetings.processors(spec.name, spec.greeting,
+                                                      drop_input_audio=not recording.enabled)
         after_output: list[Any] = []
         before_tts: list[Any] = [intercept]
-        recording = spec.phone.recording
         if recording.enabled:
             directory = self.recording_dir or DEFAULT_RECORDING_DIR
             after_output.append(TwoChannelRecorder(directory, call.call_id).processor)
             if recording.consent:
                 before_tts.insert(0, ConsentPrompt(recording.consent, name=f"Consent#{call.call_id}"))
         extensions = Extensions(
-            before_llm=[DTMFAggregator(timeout=self.dtmf_timeout_secs)],
+            before_llm=[call.dtmf_aggregator(self.dtmf_timeout_secs)],
             before_tts=before_tts,
             before_output=[replay, call.heard.observer],
             after_output=[*after_output, call.heard.gate],
         )
         session = CallSession(
             spec, call.transport, call_id=call.call_id, caller_id=call.info.caller,
-            services=services, extensions=extensions, observers=[call.transcript_observer],
+            services=services, extensions=extensions,
             audio_in_sample_rate=PHONE_RATE, audio_out_sample_rate=PHONE_RATE,
             extra_context=memory.extra_context if memory else None,
             on_turn=memory.on_turn if memory else None,

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pipecat.frames.frames import (
     DataFrame,
     Frame,
+    InputAudioRawFrame,
     InterruptionFrame,
     LLMAssistantPushAggregationFrame,
     TTSAudioRawFrame,
@@ -71,21 +72,30 @@ class GreetingCache:
         while len(self._items) > self._max_entries:
             self._items.popitem(last=False)
 
-    def processors(self, agent: str, greeting: str | None) -> tuple[FrameProcessor, FrameProcessor]:
-        """(before_tts, before_output) processors for one call."""
+    def processors(self, agent: str, greeting: str | None, *,
+                   drop_input_audio: bool = False) -> tuple[FrameProcessor, FrameProcessor]:
+        """(before_tts, before_output) processors for one call.
+
+        ``drop_input_audio``: the intercept also stops caller audio, which nothing after
+        the user aggregator needs unless a recorder follows the output -- every frame
+        dropped here saves a frame's trip through the rest of the pipeline.
+        """
         replay = _Replay(self, agent)
-        return _Intercept(self, agent, greeting, replay), replay
+        return _Intercept(self, agent, greeting, replay, drop_input_audio), replay
 
 
 class _Intercept(FrameProcessor):
     def __init__(self, cache: GreetingCache, agent: str, greeting: str | None,
-                 replay: _Replay) -> None:
+                 replay: _Replay, drop_input_audio: bool = False) -> None:
         super().__init__(name=f"GreetingIntercept#{agent}")
         self._cache, self._agent, self._replay = cache, agent, replay
         self._greeting = greeting.strip() if greeting else None
+        self._drop_input_audio = drop_input_audio
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
+        if self._drop_input_audio and isinstance(frame, InputAudioRawFrame):
+            return
         if (
             isinstance(frame, TTSSpeakFrame)
             and self._greeting is not None

@@ -211,10 +211,9 @@ class _HeardGate(FrameProcessor):
                 await self._interrupt()
             await self.push_frame(frame, direction)
             return
-        if (
-            direction == FrameDirection.UPSTREAM
-            or isinstance(frame, (SystemFrame, OutputAudioRawFrame))
-        ):
+        if direction == FrameDirection.DOWNSTREAM and isinstance(frame, OutputAudioRawFrame):
+            return  # played already; nothing after us (the assistant aggregator) needs it
+        if direction == FrameDirection.UPSTREAM or isinstance(frame, SystemFrame):
             await self.push_frame(frame, direction)
             return
         async with self._lock:
