@@ -90,8 +90,8 @@ def name_grammar(names: list[str]) -> str:
     return f"root ::= {choices}"
 
 
-# What the agent says: a non-empty JSON string body (an empty answer leaves the caller
-# in silence, which small models otherwise produce after an unhelpful tool result).
+# What the agent says: a non-empty JSON string body. Small models sometimes answer an
+# unhelpful tool result with an empty string, which would leave the caller in silence.
 SPEECH_GRAMMAR = r'''root ::= first rest* "\""
 first ::= [^"\\\n ]
 rest ::= [^"\\\n] | "\\" ["\\/nt]'''
@@ -329,17 +329,23 @@ class LlamaCppLLMService(OpenAILLMService):
             emit("tool", (decision, out["choices"][0]["text"].strip() or "{}"))
             return
         prompt += f'{NO_TOOL}", "say": "'
-        stream = llama.create_completion(
-            model.tokens(prompt), max_tokens=max_tokens or 160, temperature=temperature,
-            stream=True, stop=[_END, "<|endoftext|>"], grammar=model.grammar(SPEECH_GRAMMAR),
-        )
-        decoder = JsonStringDecoder()
-        for piece in stream:
-            text = decoder.feed(piece["choices"][0]["text"])
-            if text:
-                emit("text", text)
-            if stop.is_set() or decoder.closed:
-                break
+        # Free generation is ~40% faster than under a grammar; the grammar is only needed
+        # when the model opens with an empty answer, which is rare, so it is the retry.
+        for grammar in (None, model.grammar(SPEECH_GRAMMAR)):
+            stream = llama.create_completion(
+                model.tokens(prompt), max_tokens=max_tokens or 160, temperature=temperature,
+                stream=True, stop=[_END, "<|endoftext|>"], grammar=grammar,
+            )
+            decoder, spoke = JsonStringDecoder(), False
+            for piece in stream:
+                text = decoder.feed(piece["choices"][0]["text"])
+                if text.strip() or spoke:
+                    spoke = True
+                    emit("text", text)
+                if stop.is_set() or decoder.closed:
+                    break
+            if spoke or stop.is_set():
+                return
 
 
 class JsonStringDecoder:
