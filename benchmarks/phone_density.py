@@ -31,7 +31,7 @@ ANSWER = "We are open every day from nine until eleven."
 QUESTION = "When are you open?"
 
 
-def serve(port: int, shared_vad: bool) -> None:
+def serve(port: int, shared_vad: bool, stream_options: dict | None = None) -> None:
     """One server process: ``voxline.server.create_app`` with fake STT/LLM/TTS."""
     import tempfile
     from pathlib import Path
@@ -66,7 +66,8 @@ def serve(port: int, shared_vad: bool) -> None:
     config = TwilioConfig(account_sid="AC0", auth_token="tok")
     app = create_app(agents, twilio=config, api_key="bench", services=fake_services(script),
                      remember=False,  # the transport and pipeline, not the database
-                     records=InMemoryCallRecords(), verify_stream_signature=False)
+                     records=InMemoryCallRecords(), verify_stream_signature=False,
+                     stream_options=stream_options)
     # SO_REUSEPORT: several server processes share the port; the kernel spreads calls.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -187,12 +188,16 @@ async def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
     ap.add_argument("--shared-vad", action="store_true",
                     help="one Silero session per process (the requested builder change)")
+    ap.add_argument("--stream-options", default=None,
+                    help='JSON keywords for TwilioCall.create, e.g. {"inbound_batch_ms": 80}')
     ap.add_argument("--serve", type=int)
     args = ap.parse_args()
     results = []
     for n in (int(x) for x in args.ns.split(",")):
         port = free_port()
         cmd = [sys.executable, __file__, "--serve", str(port)] + (["--shared-vad"] if args.shared_vad else [])
+        if args.stream_options:
+            cmd += ["--stream-options", args.stream_options]
         servers = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                    for _ in range(args.workers)]
         try:
@@ -205,7 +210,8 @@ async def main() -> None:
             await asyncio.sleep(1.0 * args.workers)  # every process listening
             await warm_up(port, 2 * args.workers)
             result = await run_calls(n, args.secs, port, [s.pid for s in servers])
-            results.append({"workers": args.workers, "shared_vad": args.shared_vad, **result})
+            results.append({"workers": args.workers, "shared_vad": args.shared_vad,
+                            "stream_options": json.loads(args.stream_options or "{}"), **result})
         finally:
             for server in servers:
                 server.terminate()
@@ -219,6 +225,7 @@ async def main() -> None:
 
 if __name__ == "__main__":
     if "--serve" in sys.argv:
-        serve(int(sys.argv[sys.argv.index("--serve") + 1]), "--shared-vad" in sys.argv)
+        options = json.loads(sys.argv[sys.argv.index("--stream-options") + 1]) if "--stream-options" in sys.argv else None
+        serve(int(sys.argv[sys.argv.index("--serve") + 1]), "--shared-vad" in sys.argv, options)
     else:
         asyncio.run(main())

@@ -84,7 +84,7 @@ class VoxlineTwilioSerializer(TwilioFrameSerializer):
         self._pending: dict[int, bytes | None] = {}
         self._ready = bytearray()  # in-order μ-law not yet returned (after a DTMF, say)
         self._pending_mark: str | None = None
-        # Twilio sends 20 ms per message; handing the pipeline 40 ms at a time halves
+        # Twilio sends 20 ms per message; handing the pipeline 40-80 ms at a time cuts
         # the per-frame cost of every processor and observer (VAD windows are 32 ms).
         self._batch_bytes = max(1, TWILIO_RATE * inbound_batch_ms // 1000)
 
