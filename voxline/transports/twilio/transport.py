@@ -7,7 +7,7 @@ Three things pipecat's generic websocket output does not do for us:
 * pace outbound audio in real time with a small lead. Pipecat's websocket output
   sends at twice real time, which piles seconds of audio into Twilio's buffer: a
   barge-in then relies entirely on `clear`, and "what the caller heard" drifts far
-  from "what we sent". A small lead (default 60 ms) keeps Twilio fed without that;
+  from "what we sent". A small lead (100 ms for phone calls, see TwilioCall.create) keeps Twilio fed without that;
 * note where each TTS context's audio starts on the sent-audio timeline, so the
   heard-text gate can translate mark echoes into words (see :mod:`.heard`).
 
@@ -191,7 +191,7 @@ class TwilioStreamTransport(FastAPIWebsocketTransport):
 
 
 def twilio_transport_params(**overrides: object) -> FastAPIWebsocketParams:
-    """Transport params for a phone line: 8 kHz in and out, 40 ms output chunks.
+    """Transport params for a phone line: 8 kHz in and out, 80 ms output chunks.
 
     Running the pipeline at 8 kHz means μ-law is decoded without resampling, and
     Silero VAD supports 8 kHz natively. A TTS producing 16/24 kHz is resampled
@@ -202,7 +202,7 @@ def twilio_transport_params(**overrides: object) -> FastAPIWebsocketParams:
         "audio_out_enabled": True,
         "audio_in_sample_rate": 8000,
         "audio_out_sample_rate": 8000,
-        "audio_out_10ms_chunks": 4,  # 40 ms media messages: half the per-frame cost of 20 ms
+        "audio_out_10ms_chunks": 8,  # 80 ms media messages: a quarter of the per-frame cost of 20 ms
         "add_wav_header": False,
         # A write blocked this long means the peer stopped reading: the call is over.
         "audio_out_write_timeout_secs": 5.0,
