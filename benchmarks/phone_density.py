@@ -9,7 +9,12 @@ audio back in real time, echoing marks. Prints one JSON object.
 Jitter = how late each agent audio chunk arrives relative to an ideal real-time schedule
 anchored at the first chunk of its talkspurt (early arrival is fine: Twilio buffers).
 
-Usage: python benchmarks/phone_density.py [--ns 10,50,100,200] [--secs 15] [--workers 2] [--shared-vad]
+Usage: python benchmarks/phone_density.py [--ns 10,50,100,200] [--secs 15] [--workers 2]
+       [--ramp-secs 0] [--stream-options '{"out_chunk_ms": 80}']
+
+On the 2-core target use ``--workers 2`` (one event loop per core, as ``voxline serve``
+does). ``jitter_p99_ms_after_greeting`` leaves out each call's first talkspurt, which
+plays while all N calls are being set up at once when ``--ramp-secs`` is 0.
 """
 
 from __future__ import annotations
