@@ -84,6 +84,7 @@ class CallSession:
             app_resources=self,
             idle_timeout_secs=None,  # idleness is ours to handle: reprompt, then hang up
             enable_rtvi=False,
+            enable_turn_tracking=False,  # CallLog keeps the turns; one observer less per frame
             conversation_id=self.call_id,
         )
         self._wire(aggregators, transport)
