@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.fakes.twilio_media import FakeTwilioCall
+from voxline.audio import transcribe
 
 from .conftest import ACCOUNT
 from .kit import AgentScript, silence, speech
@@ -73,6 +74,9 @@ async def test_inbound_call_end_to_end(phone) -> None:
     assert await wait_for(lambda: len(call.played) > n_before + 8000 * 2.5, 10)
     first_sentence = speech("We are open every day from nine in the morning until eleven at night.")
     assert correlates(call.played_pcm()[n_before * 2:], first_sentence) > 0.9
+    # And transcribed as a person would hear it, through 8 kHz mu-law.
+    heard = transcribe(call.played_pcm()[n_before * 2:], 8000).lower()
+    assert "we are open" in heard and "morning" in heard, heard
 
     # Barge-in during the second sentence: clear arrives promptly.
     await asyncio.sleep(3.5)
