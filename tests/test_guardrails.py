@@ -80,7 +80,7 @@ async def test_failing_tools_and_bad_tool_calls_are_answered(monkeypatch):
 async def test_dead_llm_provider_gets_a_fallback_and_the_call_goes_on(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     spec = _with_llm_url(load_spec(AGENT), "http://127.0.0.1:9/v1")  # nothing listens there
-    report = await _call(spec, ["Hello?", "Hello again?"])
+    report = await _call(spec, ["Hello, is anybody there?", "Hello again, can you hear me?"])
     assert len(report.turns) == 2
     for turn in report.turns:
         assert spec.fallback.split(".")[0] in turn.agent_said

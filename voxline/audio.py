@@ -63,7 +63,11 @@ def synthesize(text: str, target_rate: int = 16000) -> bytes:
     except (ImportError, ModelMissingError):
         voice = None
     if voice is not None:
-        pcm = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(text))
+        from piper import SynthesisConfig
+
+        # No generator noise: the same text gives the same audio, so scenarios repeat.
+        config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+        pcm = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(text, config))
         return to_pcm16(np.frombuffer(pcm, dtype=np.int16), voice.config.sample_rate, target_rate)
     espeak = shutil.which("espeak-ng")
     if espeak is None:

@@ -67,6 +67,7 @@ class CallSession:
         self._reprompts = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._ended = asyncio.Event()
+        self.started = asyncio.Event()  # set once the pipeline runs and the greeting is queued
 
         pipeline, aggregators = build_pipeline(
             spec, transport, self.services, self.log,
@@ -115,6 +116,7 @@ class CallSession:
             if warm_up is not None and self.context is not None:
                 self._spawn(warm_up(self.context))
             self._spawn(self._enforce_time_limit())
+            self.started.set()
 
         for name in ("on_client_disconnected", "on_participant_left"):
             if name in transport._event_handlers:  # transports differ in what they announce

@@ -98,7 +98,7 @@ class Simulation:
         return text, synthesize(text, SAMPLE_RATE)
 
     async def run(self) -> Report:
-        call = asyncio.create_task(self.session.run())
+        call = self._call = asyncio.create_task(self.session.run())
         try:
             await self._conversation()
         finally:
@@ -113,6 +113,14 @@ class Simulation:
 
     async def _conversation(self) -> None:
         turns, timeout = self.scenario.turns, self.scenario.answer_timeout_secs
+        # Loading models and starting the pipeline can take a while on a busy machine.
+        started = asyncio.ensure_future(self.session.started.wait())
+        await asyncio.wait({started, self._call}, timeout=timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            started.cancel()
+            self.report.failures.append("the call did not start")
+            return
         start = time.monotonic()
         await self._wait_quiet(start, timeout)
         self.report.greeting_heard = await self._heard(start, time.monotonic())

@@ -30,6 +30,7 @@ from pipecat.frames.frames import (
     LLMTextFrame,
     TranscriptionFrame,
     TTSAudioRawFrame,
+    TTSSpeakFrame,
     TTSTextFrame,
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
@@ -75,9 +76,10 @@ class CallLog(BaseObserver):
         self.llm_responses_in_flight = 0
         self.bot_speaking = False
         self.last_activity = time.monotonic()
-        # Set when the caller stops speaking, cleared when the answer starts: the gap in
-        # which STT and turn detection run and nothing else looks busy.
-        self._answer_pending_since: float | None = None
+        # Something is on its way to the caller that nothing else shows as busy: set when
+        # the caller stops speaking (STT and turn detection run) and when text is handed
+        # to TTS; cleared when the LLM starts answering or the agent's audio starts.
+        self._pending_since: float | None = None
         # Latencies measured before the caller's turn is opened (stt) wait here for it.
         self._pending_latency: dict[str, float] = {}
         self._awaiting_turn = False
@@ -105,7 +107,7 @@ class CallLog(BaseObserver):
             # VAD events are broadcast both ways; the first copy is the one that counts.
             self._marks.setdefault("speech_end", now)
             self._marks.setdefault("speech_end_v2v", now)
-            self._answer_pending_since = self._answer_pending_since or now
+            self._pending_since = self._pending_since or now
             self._awaiting_turn = True
         elif isinstance(frame, TranscriptionFrame) and isinstance(src, STTService):
             self._measure("stt", "speech_end", now)
@@ -113,7 +115,7 @@ class CallLog(BaseObserver):
             self._marks.setdefault("llm_start", now)
         elif isinstance(frame, LLMFullResponseStartFrame) and isinstance(src, LLMService):
             self.llm_responses_in_flight += 1
-            self._answer_pending_since = None
+            self._pending_since = None
         elif isinstance(frame, LLMFullResponseEndFrame) and isinstance(src, LLMService):
             self.llm_responses_in_flight = max(0, self.llm_responses_in_flight - 1)
             self.last_activity = now
@@ -123,10 +125,14 @@ class CallLog(BaseObserver):
             self._measure("llm_ttft", "llm_start", now)
             if isinstance(frame, LLMTextFrame):  # TTS waits for text, not for tools
                 self._marks.setdefault("tts_start", now)
+                self._pending_since = self._pending_since or now
+        elif isinstance(frame, TTSSpeakFrame):
+            self._pending_since = self._pending_since or now
         elif isinstance(frame, TTSAudioRawFrame) and isinstance(src, TTSService):
             self._measure("tts_ttfb", "tts_start", now)
         elif isinstance(frame, BotStartedSpeakingFrame):
             self.bot_speaking = True
+            self._pending_since = None
             self.last_activity = now
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self.bot_speaking = False
@@ -172,7 +178,7 @@ class CallLog(BaseObserver):
 
     def busy(self, pending_timeout: float = 8.0) -> bool:
         """Whether an answer is being prepared or played (a pending turn counts for a while)."""
-        pending = self._answer_pending_since
+        pending = self._pending_since
         if pending is not None and time.monotonic() - pending > pending_timeout:
-            self._answer_pending_since = pending = None  # nothing came of that speech
+            self._pending_since = pending = None  # nothing came of it
         return self.bot_speaking or self.llm_responses_in_flight > 0 or pending is not None
