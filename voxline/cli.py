@@ -20,11 +20,12 @@ EXAMPLE_SCENARIO = Path(__file__).resolve().parent.parent / "examples" / "restau
 
 
 def _quiet_logs(verbose: bool) -> None:
-    """Pipecat logs every frame link at DEBUG; a command shows warnings unless asked."""
+    """Pipecat logs every frame link at DEBUG and tuning advice at WARNING; a command
+    shows errors unless asked for more."""
     from loguru import logger
 
     logger.remove()
-    logger.add(sys.stderr, level="DEBUG" if verbose else "WARNING")
+    logger.add(sys.stderr, level="DEBUG" if verbose else "ERROR")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
 
 
