@@ -118,14 +118,7 @@ class MemoryRowsMixin:
             dist = cosine_distance(Memory.embedding, query, self.backend).label("dist")
             rows = await conn.execute(
                 sa.select(
-                    Memory.id,
-                    Memory.kind,
-                    Memory.text,
-                    Memory.importance,
-                    Memory.created_at,
-                    Memory.updated_at,
-                    Memory.last_used_at,
-                    Memory.source_call_id,
+                    *_COLS,
                     dist,
                 )
                 .where(Memory.tenant_id == tenant)
