@@ -21,9 +21,9 @@ from pydantic import (
     model_validator,
 )
 
+from voxline.call_settings import PhoneSettings
 from voxline.errors import SpecError
 from voxline.memory.settings import MemorySettings
-from voxline.transports.twilio.settings import PhoneSettings
 
 
 class _Strict(BaseModel):
@@ -124,6 +124,8 @@ class IdleSettings(_Strict):
 class Limits(_Strict):
     max_call_secs: float = Field(600.0, gt=0)
     max_tool_calls_per_turn: int = Field(3, ge=0)
+    # Calls of this agent at once, across every worker (shared through REDIS_URL).
+    max_concurrent_calls: int | None = Field(None, ge=1)
 
 
 class AgentSpec(_Strict):

@@ -122,6 +122,29 @@ class FakeTwilioRest:
             return await client.post(target, data=params, headers={"X-Twilio-Signature": signature})
 
 
+    async def _webhook(self, url: str, params: dict[str, str]) -> httpx.Response:
+        signature = RequestValidator(self.auth_token).compute_signature(url, params)
+        async with httpx.AsyncClient() as client:
+            return await client.post(url, data=params, headers={"X-Twilio-Signature": signature})
+
+    async def ring(self, voice_url: str, call_sid: str, *, from_: str, to: str) -> httpx.Response:
+        """An inbound call: Twilio POSTs the number's voice webhook (signed)."""
+        self.add_inbound(call_sid, To=to, From=from_)
+        return await self._webhook(voice_url, {
+            "CallSid": call_sid, "AccountSid": self.account_sid, "From": from_, "To": to,
+            "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"})
+
+    async def answer(self, call_sid: str) -> httpx.Response:
+        """An outbound call was picked up: Twilio POSTs the call's Url for its TwiML."""
+        call = self.calls[call_sid]
+        url = call.one("Url")
+        assert url, "call was created without a Url"
+        call.status = "in-progress"
+        return await self._webhook(url, {
+            "CallSid": call_sid, "AccountSid": self.account_sid, "From": call.one("From") or "",
+            "To": call.one("To") or "", "CallStatus": "in-progress", "Direction": "outbound-api",
+            "ApiVersion": "2010-04-01"})
+
     async def send_amd(self, call_sid: str, answered_by: str, *,
                        duration_ms: int = 2500) -> httpx.Response:
         """POST the async answering-machine-detection verdict to AsyncAmdStatusCallback,
@@ -141,3 +164,13 @@ async def _form(request: Request) -> dict[str, list[str]]:
     for key, value in parse_qsl((await request.body()).decode(), keep_blank_values=True):
         params.setdefault(key, []).append(value)
     return params
+
+
+def stream_of(twiml: str) -> tuple[str, dict[str, str]]:
+    """The <Stream url> and its <Parameter>s from a <Connect><Stream> TwiML answer."""
+    import xml.etree.ElementTree as ET
+
+    stream = ET.fromstring(twiml).find("./Connect/Stream")
+    assert stream is not None, f"no <Connect><Stream> in {twiml}"
+    params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
+    return stream.get("url", ""), params

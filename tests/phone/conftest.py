@@ -10,15 +10,12 @@ import pytest
 from fastapi import FastAPI
 
 from tests.fakes.twilio_loopback import serve
-from tests.fakes.twilio_rest import FakeTwilioRest
+from tests.fakes.twilio_media import FakeTwilioCall
+from tests.fakes.twilio_rest import FakeTwilioRest, stream_of
+from voxline.pipelines.call_records import CallRecords
+from voxline.processors.greeting import GreetingCache
 from voxline.server import create_app
-from voxline.transports.twilio import (
-    InMemoryCallRecords,
-    RetryOptions,
-    TwilioConfig,
-    TwilioRestClient,
-)
-from voxline.transports.twilio.greeting import GreetingCache
+from voxline.transports.twilio import RetryOptions, TwilioConfig, TwilioRestClient
 
 from .kit import AgentScript, fake_services, write_agents
 
@@ -32,7 +29,6 @@ TRANSFER = {"front desk": "+15550002222"}
 @dataclass
 class PhoneServer:
     base: str
-    records: InMemoryCallRecords
     rest_fake: FakeTwilioRest
     rest: TwilioRestClient
     config: TwilioConfig
@@ -43,13 +39,37 @@ class PhoneServer:
         return self.base.replace("http://", "ws://") + "/twilio/stream"
 
     @property
+    def records(self) -> CallRecords:
+        """The call store's records (the server's one store of calls)."""
+        records = self.app.state.host.records
+        assert records is not None
+        return records
+
+    @property
     def results(self) -> dict:
         """call sid -> CallResult of finished CallSessions."""
-        return self.app.state.phone.results
+        return self.app.state.host.results
 
     @property
     def greetings(self) -> GreetingCache:
-        return self.app.state.phone.greetings
+        return self.app.state.host.greetings
+
+    async def incoming(self, call_sid: str = "CA00000000000000000000000000000001", *,
+                       from_: str = "+15557654321", to: str = "+15550001111",
+                       **options: object) -> FakeTwilioCall:
+        """Ring the server like Twilio (signed voice webhook) and return the media
+        stream client its TwiML asks for (not yet connected)."""
+        response = await self.rest_fake.ring(self.base + "/twilio/voice", call_sid, from_=from_, to=to)
+        assert response.status_code == 200, response.text
+        url, params = stream_of(response.text)
+        return FakeTwilioCall(url, call_sid=call_sid, account_sid=ACCOUNT, parameters=params, **options)
+
+    async def answered(self, call_sid: str, **options: object) -> FakeTwilioCall:
+        """An outbound call we placed is picked up: the stream client its TwiML asks for."""
+        response = await self.rest_fake.answer(call_sid)
+        assert response.status_code == 200, response.text
+        url, params = stream_of(response.text)
+        return FakeTwilioCall(url, call_sid=call_sid, account_sid=ACCOUNT, parameters=params, **options)
 
 
 @pytest.fixture
@@ -72,10 +92,9 @@ async def phone(script: AgentScript, tmp_path: Path, stream_options: dict) -> As
         config = TwilioConfig(account_sid=ACCOUNT, auth_token=TOKEN, api_base_url=rest_base)
         rest = TwilioRestClient(ACCOUNT, TOKEN, base_url=rest_base,
                                 retry=RetryOptions(attempts=3, base_delay_secs=0.01))
-        records = InMemoryCallRecords()
         app = create_app(agents, twilio=config, api_key=API_KEY, services=fake_services(script),
-                         records=records, rest=rest, recording_dir=tmp_path / "recordings",
+                         rest=rest, recording_dir=tmp_path / "recordings",
                          database_url=str(tmp_path / "voxline.db"), stream_options=stream_options)
         async with serve(app) as base:
-            yield PhoneServer(base, records, fake, rest, app.state.config, app)
+            yield PhoneServer(base, fake, rest, app.state.config, app)
         await rest.aclose()

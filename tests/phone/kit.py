@@ -164,10 +164,10 @@ def write_agents(root: Path, script: AgentScript, routes: dict) -> Path:
     return root
 
 
-def fake_services(script: AgentScript) -> Callable[[AgentSpec], Services]:
+def fake_services(script: AgentScript) -> Callable[[AgentSpec, int], Services]:
     """A ``services`` factory for ``create_app``: fresh fake STT/LLM/TTS per call."""
 
-    def make(spec: AgentSpec) -> Services:
+    def make(spec: AgentSpec, sample_rate: int = RATE) -> Services:
         return Services(
             stt=ScriptedSTT(list(script.transcripts), script.stt_latency),
             llm=ScriptedLLM(script.reply, script.llm_latency),

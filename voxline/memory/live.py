@@ -9,9 +9,12 @@ the server's clock, so hosts with skewed clocks agree.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from voxline.extras import require
@@ -27,6 +30,10 @@ class LiveState(Protocol):
     async def release_slot(self, tenant: str, call_id: str) -> None: ...
     async def active_calls(self, tenant: str) -> int: ...
     async def hit_rate(self, tenant: str, key: str, limit: int, window_s: float) -> bool: ...
+    async def send(self, owner: str, message: dict[str, str]) -> None:
+        """Deliver a message to the process ``owner`` (e.g. a verdict for a call it holds)."""
+    def inbox(self, owner: str) -> AsyncIterator[dict[str, str]]:
+        """Messages sent to ``owner``, as they arrive."""
     async def close(self) -> None: ...
 
 
@@ -39,6 +46,7 @@ class InProcessLiveState:
         self._calls: dict[str, tuple[str, float]] = {}
         self._slots: dict[str, dict[str, float]] = {}
         self._rates: dict[tuple[str, str, int], int] = {}
+        self._inboxes: dict[str, asyncio.Queue[dict[str, str]]] = {}
 
     async def heartbeat(self, owner: str, call_ids: list[str], ttl_s: float) -> None:
         exp = self._now() + ttl_s
@@ -94,6 +102,14 @@ class InProcessLiveState:
         self._rates[k] = self._rates.get(k, 0) + 1
         return self._rates[k] <= limit
 
+    async def send(self, owner: str, message: dict[str, str]) -> None:
+        self._inboxes.setdefault(owner, asyncio.Queue(maxsize=1000)).put_nowait(message)
+
+    async def inbox(self, owner: str) -> AsyncIterator[dict[str, str]]:
+        queue = self._inboxes.setdefault(owner, asyncio.Queue(maxsize=1000))
+        while True:
+            yield await queue.get()
+
     async def close(self) -> None:
         return None
 
@@ -131,11 +147,11 @@ redis.call('SET', KEYS[1], '1', 'PX', ttl)
 for i = 3, #ARGV do
   local ck = ARGV[1] .. 'call:' .. ARGV[i]
   if redis.call('GET', ck) == KEYS[2] then redis.call('PEXPIRE', ck, ttl) end
-  local zs = redis.call('GET', ARGV[1] .. 'calltenant:' .. ARGV[i])
-  if zs then
+  local sk = ARGV[1] .. 'callslots:' .. ARGV[i]
+  for _, zs in ipairs(redis.call('SMEMBERS', sk)) do
     redis.call('ZADD', zs, 'XX', now + ttl, ARGV[i])
-    redis.call('PEXPIRE', ARGV[1] .. 'calltenant:' .. ARGV[i], ttl)
   end
+  redis.call('PEXPIRE', sk, ttl)
 end
 return 1
 """
@@ -183,13 +199,32 @@ class RedisLiveState:
     async def acquire_slot(self, tenant: str, call_id: str, cap: int, ttl_s: float) -> bool:
         zs = f"{self.p}slots:{tenant}"
         ok = bool(await self._acquire(keys=[zs], args=[call_id, cap, self._ms(ttl_s)]))
-        if ok:  # lets the heartbeat find the zset of this call
-            await self.r.set(f"{self.p}calltenant:{call_id}", zs, px=self._ms(ttl_s))
+        if ok:  # lets the heartbeat find every cap this call counts in
+            key = f"{self.p}callslots:{call_id}"
+            await self.r.sadd(key, zs)
+            await self.r.pexpire(key, self._ms(ttl_s))
         return ok
 
     async def release_slot(self, tenant: str, call_id: str) -> None:
-        await self.r.zrem(f"{self.p}slots:{tenant}", call_id)
-        await self.r.delete(f"{self.p}calltenant:{call_id}")
+        zs = f"{self.p}slots:{tenant}"
+        await self.r.zrem(zs, call_id)
+        await self.r.srem(f"{self.p}callslots:{call_id}", zs)
+
+    async def send(self, owner: str, message: dict[str, str]) -> None:
+        await self.r.publish(f"{self.p}inbox:{owner}", json.dumps(message))
+
+    async def inbox(self, owner: str) -> AsyncIterator[dict[str, str]]:
+        pubsub = self.r.pubsub()
+        await pubsub.subscribe(f"{self.p}inbox:{owner}")
+        try:
+            async for item in pubsub.listen():
+                if item.get("type") == "message":
+                    with contextlib.suppress(ValueError, TypeError):
+                        message = json.loads(item["data"])
+                        if isinstance(message, dict):
+                            yield message
+        finally:
+            await pubsub.aclose()
 
     async def active_calls(self, tenant: str) -> int:
         return int(await self._count(keys=[f"{self.p}slots:{tenant}"]))

@@ -71,6 +71,9 @@ class Call(Base):
     cost_usd: Mapped[float | None] = mapped_column(sa.Float())
     latency_stats: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     erased: Mapped[bool] = mapped_column(sa.Boolean(), default=False)
+    answered_by: Mapped[str | None] = mapped_column(sa.String(32))  # Twilio AMD verdict
+    transfer_to: Mapped[str | None] = mapped_column(sa.String(255))
+    transport_stats: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class Turn(Base):

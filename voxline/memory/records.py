@@ -93,6 +93,9 @@ class CallRecord:
     cost_usd: float | None
     latency_stats: dict[str, Any] | None
     owner: str | None = None
+    answered_by: str | None = None
+    transfer_to: str | None = None
+    transport_stats: dict[str, Any] | None = None
     turns: list[TurnRecord] = field(default_factory=list)
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
 

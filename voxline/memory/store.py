@@ -41,6 +41,9 @@ log = logging.getLogger("voxline.memory")
 
 IN_PROGRESS = "in-progress"
 ABANDONED = "abandoned"
+# States a phone call is in before its media starts (Twilio's names).
+PRE_ANSWER = frozenset({"queued", "initiated", "ringing"})
+OPEN_STATES = PRE_ANSWER | {IN_PROGRESS}
 _PERMANENT = (sa_exc.IntegrityError, sa_exc.DataError, sa_exc.ProgrammingError)
 
 
@@ -168,22 +171,34 @@ class Store(MemoryRowsMixin):
         caller_key: str | None,
         model_versions: dict[str, Any],
         started_at: datetime | None = None,
+        status: str = IN_PROGRESS,
     ) -> None:
+        """Open a call row, or take over one a webhook opened (ringing, queued) when its
+        media arrives: this process becomes its owner and the caller is attached."""
         async with self._tx() as conn:
             await self._ensure_tenant(conn, tenant)
             existing = (
-                await conn.execute(sa.select(Call.tenant_id).where(Call.id == call_id))
-            ).scalar()
-            if existing is not None:
-                if existing != tenant:
-                    raise TenantMismatch(f"call {call_id} belongs to another tenant")
-                return  # a retried start whose first attempt did commit
+                await conn.execute(
+                    sa.select(Call.tenant_id, Call.status, Call.caller_id).where(Call.id == call_id)
+                )
+            ).first()
             caller_id = None
             if caller_key:
                 caller_id = await self._caller_id(conn, tenant, caller_key, create=True)
                 await conn.execute(
                     sa.update(Caller).where(Caller.id == caller_id).values(last_seen_at=utcnow())
                 )
+            if existing is not None:
+                if existing.tenant_id != tenant:
+                    raise TenantMismatch(f"call {call_id} belongs to another tenant")
+                if existing.status in PRE_ANSWER and status not in PRE_ANSWER:
+                    values: dict[str, Any] = dict(status=status, owner=self.owner)
+                    if model_versions:
+                        values["model_versions"] = model_versions
+                    if existing.caller_id is None and caller_id is not None:
+                        values["caller_id"] = caller_id
+                    await conn.execute(sa.update(Call).where(Call.id == call_id).values(**values))
+                return  # otherwise: a retried start whose first attempt did commit
             await conn.execute(
                 sa.insert(Call).values(
                     id=call_id,
@@ -268,18 +283,52 @@ class Store(MemoryRowsMixin):
         end_reason: str | None,
         ended_at: datetime | None,
         cost_usd: float | None = None,
+        transport_stats: dict[str, Any] | None = None,
     ) -> None:
+        """Close a call. The first close wins ("transferred" beats a later "dropped");
+        later ones still add latency figures, cost and transport counters."""
         async with self._tx() as conn:
             lat = await conn.execute(sa.select(Turn.latency_ms).where(Turn.call_id == call_id))
-            values: dict[str, Any] = dict(
-                status=status,
-                end_reason=end_reason,
-                ended_at=ended_at or utcnow(),
-                latency_stats=latency_stats([r[0] or {} for r in lat]),
-            )
+            values: dict[str, Any] = dict(latency_stats=latency_stats([r[0] or {} for r in lat]))
             if cost_usd is not None:
                 values["cost_usd"] = cost_usd
+            if transport_stats:
+                values["transport_stats"] = transport_stats
             await conn.execute(sa.update(Call).where(Call.id == call_id).values(**values))
+            await conn.execute(
+                sa.update(Call)
+                .where(Call.id == call_id, Call.ended_at.is_(None))
+                .values(status=status, end_reason=end_reason, ended_at=ended_at or utcnow())
+            )
+
+    async def set_call_state(
+        self, call_id: str, *, status: str | None = None, answered_by: str | None = None,
+        transfer_to: str | None = None,
+    ) -> bool:
+        """Move an open call's state (webhooks, status callbacks); False if unknown."""
+        async with self._tx() as conn:
+            values: dict[str, Any] = {}
+            if answered_by:
+                values["answered_by"] = answered_by
+            if transfer_to:
+                values["transfer_to"] = transfer_to
+            if values:
+                await conn.execute(sa.update(Call).where(Call.id == call_id).values(**values))
+            q = sa.update(Call).where(Call.id == call_id, Call.ended_at.is_(None))
+            if status:
+                res = await conn.execute(q.values(status=status))
+            else:
+                res = await conn.execute(sa.select(Call.id).where(Call.id == call_id))
+                return res.first() is not None
+            return bool(res.rowcount) or (
+                await conn.execute(sa.select(Call.id).where(Call.id == call_id))
+            ).first() is not None
+
+    async def find_call(self, call_id: str) -> CallRecord | None:
+        """A call by id across tenants: for transports, whose ids come from the carrier."""
+        async with self._tx() as conn:
+            tenant = (await conn.execute(sa.select(Call.tenant_id).where(Call.id == call_id))).scalar()
+        return None if tenant is None else await self.get_call(tenant, call_id)
 
     # -- reading ---------------------------------------------------------------------
     async def get_call(
@@ -412,6 +461,9 @@ def _call_record(r: Any) -> CallRecord:
         cost_usd=c.cost_usd,
         latency_stats=c.latency_stats,
         owner=c.owner,
+        answered_by=c.answered_by,
+        transfer_to=c.transfer_to,
+        transport_stats=c.transport_stats,
     )
 
 

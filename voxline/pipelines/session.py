@@ -68,6 +68,7 @@ class CallSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._ended = asyncio.Event()
         self.started = asyncio.Event()  # set once the pipeline runs and the greeting is queued
+        self.end_grace_secs = 30.0  # longest goodbye we wait for before cancelling
 
         pipeline, aggregators = build_pipeline(
             spec, transport, self.services, self.log,
@@ -123,7 +124,7 @@ class CallSession:
                 transport.add_event_handler(name, self._on_disconnected)
 
     async def _on_disconnected(self, *_args) -> None:
-        await self.end("caller_hangup", speak=None)
+        await self.end("caller_hangup", now=True)
 
     async def _on_idle(self) -> None:
         idle = self.spec.idle
@@ -137,15 +138,29 @@ class CallSession:
         await asyncio.sleep(self.spec.limits.max_call_secs)
         await self.end("max_duration", speak=TIME_LIMIT_SAY)
 
-    async def end(self, reason: str, *, speak: str | None = None) -> None:
-        """End the call once (later calls are no-ops), after ``speak`` has been played."""
+    async def end(self, reason: str, *, speak: str | None = None, now: bool = False) -> None:
+        """End the call once (later calls are no-ops), after ``speak`` has been played;
+        ``now`` cancels the pipeline at once (the far end is gone: nothing to play to)."""
         if self.end_reason is not None:
+            if now:
+                await self.worker.cancel(reason=reason)
             return
         self.end_reason = reason
         logger.info("%s call ending: %s", self.call_id, reason)
+        if now:
+            await self.worker.cancel(reason=reason)
+            return
         if speak:
             await self.worker.queue_frame(TTSSpeakFrame(speak))
         await self.worker.queue_frame(EndFrame())
+        # A pipeline that cannot drain (a stalled peer, a stuck service) still ends.
+        self._spawn(self._cancel_after(self.end_grace_secs))
+
+    async def _cancel_after(self, secs: float) -> None:
+        await asyncio.sleep(secs)
+        if not self._ended.is_set():
+            logger.warning("%s did not end within %.0f s: cancelling", self.call_id, secs)
+            await self.worker.cancel(reason="end timeout")
 
     async def run(self) -> CallResult:
         runner = WorkerRunner(handle_sigint=False, check_dangling_tasks=False)

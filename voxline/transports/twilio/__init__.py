@@ -1,8 +1,7 @@
 """Phone calls over Twilio Media Streams: webhooks, stream transport, marks, tools.
 
 Needs the ``voxline[twilio]`` extra (fastapi, uvicorn, pipecat websocket transport).
-The names below are imported lazily, so ``voxline.transports.twilio.settings`` (the
-spec's ``phone:`` block, pydantic only) stays cheap to import for ``voxline.spec``.
+The names below are imported lazily: importing the package costs nothing until used.
 """
 
 from __future__ import annotations
@@ -15,13 +14,10 @@ _EXPORTS = {
     "HeardLine": "heard", "HeardTextTracker": "heard",
     "MarkLedger": "marks",
     "CallInfo": "messages",
-    "CallRecord": "records", "CallRecords": "records", "InMemoryCallRecords": "records",
-    "TranscriptLine": "records",
     "MachineDetection": "rest", "RetryOptions": "rest", "TwilioRestClient": "rest",
     "place_outbound_call": "router", "twilio_router": "router",
     "VoxlineTwilioSerializer": "serializer",
     "TwilioCall": "session",
-    "PhoneSettings": "settings",
     "compute_signature": "signature", "is_valid_signature": "signature",
     "TwilioStreamTransport": "transport", "twilio_transport_params": "transport",
     "dial_twiml": "twiml", "say_and_hangup": "twiml", "stream_twiml": "twiml",
@@ -52,20 +48,18 @@ if TYPE_CHECKING:
     from .heard import HeardLine, HeardTextTracker
     from .marks import MarkLedger
     from .messages import CallInfo
-    from .records import CallRecord, CallRecords, InMemoryCallRecords, TranscriptLine
     from .rest import MachineDetection, RetryOptions, TwilioRestClient
     from .router import place_outbound_call, twilio_router
     from .serializer import VoxlineTwilioSerializer
     from .session import TwilioCall
-    from .settings import PhoneSettings
     from .signature import compute_signature, is_valid_signature
     from .transport import TwilioStreamTransport, twilio_transport_params
     from .twiml import dial_twiml, say_and_hangup, stream_twiml
 
 __all__ = [
-    "CallInfo", "CallRecord", "CallRecords", "HeardLine", "HeardTextTracker",
-    "InMemoryCallRecords", "MachineDetection", "MarkLedger", "PhoneSettings", "RetryOptions",
-    "TranscriptLine", "TwilioCall", "TwilioConfig", "TwilioRestClient", "TwilioStreamTransport",
+    "CallInfo", "HeardLine", "HeardTextTracker",
+    "MachineDetection", "MarkLedger", "RetryOptions",
+    "TwilioCall", "TwilioConfig", "TwilioRestClient", "TwilioStreamTransport",
     "VoxlineTwilioSerializer", "compute_signature", "dial_twiml", "is_valid_signature",
     "place_outbound_call", "redact_number", "say_and_hangup", "stream_twiml", "twilio_router",
     "twilio_transport_params",

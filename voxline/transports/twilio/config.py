@@ -9,6 +9,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from voxline.errors import MissingSecretError
+from voxline.logsafe import redact_number  # noqa: F401  (re-exported)
+from voxline.routing import normalize_number
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,8 @@ class TwilioConfig:
     auth_token: str
     routes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     public_base_url: str | None = None
-    trust_forwarded_headers: bool = True
+    # X-Forwarded-Proto/Host are believed only when a trusted proxy sets them.
+    trust_forwarded_headers: bool = False
     api_base_url: str = "https://api.twilio.com"
     unknown_number_message: str = (
         "Sorry, this number is not connected to an assistant. Goodbye."
@@ -33,6 +36,8 @@ class TwilioConfig:
     # Bounds that keep one misbehaving stream from holding server resources.
     start_timeout_secs: float = 10.0
     max_messages_before_start: int = 50
+    # Twilio's largest stream message (80 ms of μ-law, base64) is ~1 KB; 64 KiB is ample.
+    max_message_bytes: int = 65536
 
     @classmethod
     def from_env(cls, routes: Mapping[str, str], **kwargs: object) -> TwilioConfig:
@@ -46,6 +51,8 @@ class TwilioConfig:
         public = os.environ.get("VOXLINE_PUBLIC_URL")
         if public and "public_base_url" not in kwargs:
             kwargs["public_base_url"] = public
+        if os.environ.get("VOXLINE_TRUST_PROXY", "") in ("1", "true", "yes"):
+            kwargs.setdefault("trust_forwarded_headers", True)
         api = os.environ.get("TWILIO_API_BASE_URL")
         if api and "api_base_url" not in kwargs:
             kwargs["api_base_url"] = api
@@ -63,22 +70,3 @@ class TwilioConfig:
             if normalize_number(number) == wanted:
                 return agent
         return None
-
-
-def normalize_number(number: str) -> str:
-    """E.164-ish canonical form used for routing lookups: '+' and digits only."""
-    number = number.strip()
-    if number.lower().startswith("sip:"):
-        return number.lower()
-    digits = "".join(ch for ch in number if ch.isdigit())
-    return f"+{digits}" if digits else number
-
-
-def redact_number(number: str | None) -> str:
-    """Phone numbers never reach logs whole: keep the last two digits only."""
-    if not number:
-        return "-"
-    if number.lower().startswith("sip:"):
-        return "sip:***"
-    digits = [ch for ch in number if ch.isdigit()]
-    return "***" + "".join(digits[-2:]) if digits else "***"

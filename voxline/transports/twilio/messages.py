@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,20 @@ class CallInfo:
 
 
 class StartMessageError(ValueError):
-    """The `start` message lacks the ids we need to run a call."""
+    """The `start` message lacks the ids we need to run a call, or holds bad values."""
+
+
+_CALL_SID = re.compile(r"^CA[0-9a-f]{32}$")
+_STREAM_SID = re.compile(r"^MZ[0-9a-f]{32}$")
+_ACCOUNT_SID = re.compile(r"^AC[0-9a-f]{32}$")
+MAX_PARAMETERS = 16
+MAX_PARAMETER_LEN = 256
+
+
+def valid_call_sid(value: object) -> bool:
+    """Twilio CallSids are ``CA`` and 32 lowercase hex digits: anything else is refused
+    before it reaches a log line or a column."""
+    return isinstance(value, str) and bool(_CALL_SID.match(value))
 
 
 def parse_start(message: Mapping[str, Any]) -> CallInfo:
@@ -51,20 +65,37 @@ def parse_start(message: Mapping[str, Any]) -> CallInfo:
         raise StartMessageError("start message has no 'start' object")
     stream_sid = start.get("streamSid") or message.get("streamSid")
     call_sid = start.get("callSid")
-    if not stream_sid or not call_sid:
-        raise StartMessageError("start message lacks streamSid or callSid")
+    if not isinstance(stream_sid, str) or not _STREAM_SID.match(stream_sid):
+        raise StartMessageError("start message lacks a valid streamSid")
+    if not valid_call_sid(call_sid):
+        raise StartMessageError("start message lacks a valid callSid")
+    account = start.get("accountSid", "")
+    if account and (not isinstance(account, str) or not _ACCOUNT_SID.match(account)):
+        raise StartMessageError("start message has an invalid accountSid")
     fmt = start.get("mediaFormat") or {}
-    if fmt and (fmt.get("encoding") != "audio/x-mulaw" or int(fmt.get("sampleRate", 8000)) != 8000):
-        raise StartMessageError(f"unsupported media format {fmt!r}")
+    if not isinstance(fmt, Mapping):
+        raise StartMessageError("mediaFormat is not an object")
+    rate = fmt.get("sampleRate", 8000)
+    if fmt and (fmt.get("encoding") != "audio/x-mulaw" or not isinstance(rate, int | str)
+                or str(rate) != "8000" or fmt.get("channels", 1) not in (1, "1")):
+        raise StartMessageError("unsupported media format (need audio/x-mulaw, 8000 Hz, mono)")
     params = start.get("customParameters") or {}
+    if not isinstance(params, Mapping) or len(params) > MAX_PARAMETERS or not all(
+        isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= MAX_PARAMETER_LEN
+        for k, v in params.items()
+    ):
+        raise StartMessageError("customParameters must be a small object of short strings")
+    tracks = start.get("tracks") or ["inbound"]
+    if not isinstance(tracks, list) or not all(isinstance(t, str) for t in tracks):
+        raise StartMessageError("tracks must be a list of strings")
     return CallInfo(
         call_sid=str(call_sid),
-        stream_sid=str(stream_sid),
-        account_sid=str(start.get("accountSid", "")),
+        stream_sid=stream_sid,
+        account_sid=str(account),
         start_sequence=_int(message.get("sequenceNumber"), 1),
-        custom_parameters={str(k): str(v) for k, v in params.items()},
+        custom_parameters=dict(params),
         media_format=dict(fmt),
-        tracks=tuple(start.get("tracks") or ("inbound",)),
+        tracks=tuple(tracks[:4]),
     )
 
 

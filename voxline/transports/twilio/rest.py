@@ -79,16 +79,20 @@ class TwilioRestClient:
         *,
         to: str,
         from_: str,
-        twiml: str,
         status_callback: str,
+        url: str | None = None,
+        twiml: str | None = None,
         status_events: Sequence[str] = DEFAULT_STATUS_EVENTS,
         machine_detection: MachineDetection | None = None,
     ) -> str:
-        """Place an outbound call that opens our stream; returns the CallSid."""
+        """Place an outbound call; Twilio fetches ``url`` (or runs ``twiml``) once answered."""
+        if (url is None) == (twiml is None):
+            raise ValueError("create_call takes exactly one of url and twiml")
         data: list[tuple[str, str]] = [
             ("To", to),
             ("From", from_),
-            ("Twiml", twiml),
+            ("Url", url) if url is not None else ("Twiml", twiml or ""),
+            ("Method", "POST"),
             ("StatusCallback", status_callback),
             ("StatusCallbackMethod", "POST"),
         ]

@@ -1,8 +1,15 @@
-"""FastAPI routes for Twilio: voice webhook, media stream websocket, status callback.
+"""FastAPI routes for Twilio: voice webhooks, the media stream, status callbacks.
 
-``twilio_router(config, on_stream)`` returns an ``APIRouter``; the server mounts it.
-``on_stream(websocket, call)`` runs the agent pipeline for one call and returns when
-the call is over; the router owns the call record around it.
+Trust only what Twilio said: every webhook must carry a valid ``X-Twilio-Signature``,
+and the stream is served only when its ``start`` presents the per-call token that our
+own TwiML handed out for that CallSid (see :mod:`voxline.transports.call_token`). The
+call's agent and numbers come from that signed TwiML, never from the stream's client.
+
+- ``POST /twilio/voice``: an inbound call. Routed by the dialed number, admitted under
+  the caps (else a spoken busy message), answered with ``<Connect><Stream>``.
+- ``POST /twilio/answer?agent=NAME``: an outbound call we placed was answered.
+- ``POST /twilio/status``: call progress and answering-machine verdicts.
+- ``WS /twilio/stream``: the call's audio; handed to the call host.
 """
 
 from __future__ import annotations
@@ -10,14 +17,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 
-from .config import TwilioConfig, redact_number
-from .messages import CallInfo, StartMessageError, parse_start
-from .records import FINAL_STATES, CallRecords, InMemoryCallRecords
+from voxline.logsafe import clean, redact_number
+from voxline.pipelines.host import CallHost, IncomingCall
+from voxline.transports import call_token
+
+from .config import TwilioConfig
+from .messages import CallInfo, StartMessageError, parse_start, valid_call_sid
 from .rest import MachineDetection, TwilioRestClient
 from .session import TwilioCall
 from .signature import is_valid_signature, public_base, public_url, verified_form
@@ -25,12 +34,13 @@ from .twiml import say_and_hangup, stream_twiml
 
 log = logging.getLogger("voxline.twilio")
 
-OnStream = Callable[[WebSocket, TwilioCall], Awaitable[None]]
-OnStatus = Callable[[str, str, str | None], Awaitable[None]]  # call_sid, status, answered_by
-
 TWIML = "application/xml"
 STREAM_PATH = "/twilio/stream"
 STATUS_PATH = "/twilio/status"
+ANSWER_PATH = "/twilio/answer"
+PHONE_RATE = 8000
+# Twilio's status names for calls that never connected, as our end reasons.
+_NOT_CONNECTED = {"busy": "busy", "no-answer": "no-answer", "failed": "failed", "canceled": "canceled"}
 
 
 def stream_url(base: str) -> str:
@@ -40,62 +50,93 @@ def stream_url(base: str) -> str:
     return "ws://" + base.removeprefix("http://") + STREAM_PATH
 
 
-def call_parameters(*, agent: str, direction: str, from_: str, to: str) -> dict[str, str]:
-    """The <Parameter>s that carry a call's identity to the stream's `start`."""
+def call_identity(*, agent: str, direction: str, from_: str, to: str) -> dict[str, str]:
+    """What the webhook established about a call; the token covers every field."""
     return {"agent": agent, "direction": direction, "from": from_, "to": to}
 
 
 def twilio_router(
     config: TwilioConfig,
-    on_stream: OnStream,
+    host: CallHost,
     *,
-    records: CallRecords | None = None,
-    rest: TwilioRestClient | None = None,
-    on_status: OnStatus | None = None,
+    rest: TwilioRestClient,
+    secret: bytes,
     verify_stream_signature: bool = True,
     session_options: dict[str, Any] | None = None,
 ) -> APIRouter:
-    records = records or InMemoryCallRecords()
-    rest = rest or TwilioRestClient(config.account_sid, config.auth_token, base_url=config.api_base_url)
     router = APIRouter()
-    router.records = records  # type: ignore[attr-defined]  # so the server/tests can read them
-    router.rest = rest  # type: ignore[attr-defined]
     options = dict(session_options or {})
+
+    def answer(request: Request, call_sid: str, identity: dict[str, str]) -> Response:
+        params = {**identity, "token": call_token.issue(secret, call_sid, identity)}
+        twiml = stream_twiml(stream_url(public_base(request, config)), params)
+        return Response(twiml, media_type=TWIML)
+
+    def busy() -> Response:
+        return Response(say_and_hangup(host.limits.busy_message), media_type=TWIML)
 
     @router.post("/twilio/voice")
     async def voice(request: Request) -> Response:
         form = await verified_form(request, config)
         if form is None:
             return Response(status_code=403)
-        call_sid = form.get("CallSid", "-")
-        to, from_ = form.get("To", ""), form.get("From", "")
+        call_sid = form.get("CallSid", "")
+        if not valid_call_sid(call_sid):
+            return Response("invalid CallSid", status_code=400)
+        to, from_ = form.get("To", "")[:64], form.get("From", "")[:64]
         agent = config.agent_for(to)
         if agent is None:
             log.info("%s inbound call to unrouted number %s", call_sid, redact_number(to))
             return Response(say_and_hangup(config.unknown_number_message), media_type=TWIML)
-        await records.open(call_sid, direction="inbound", agent=agent, from_number=from_, to_number=to)
-        await records.set_state(call_sid, "ringing")
-        params = call_parameters(agent=agent, direction="inbound", from_=from_, to=to)
-        twiml = stream_twiml(stream_url(public_base(request, config)), params)
+        if await host.admit(call_sid, agent) is not None:
+            return busy()
+        await host.announce(call_sid, agent=agent, channel="twilio", direction="inbound",
+                            from_=from_, to=to, status="ringing")
         log.info("%s inbound call from %s routed to agent %s", call_sid, redact_number(from_), agent)
-        return Response(twiml, media_type=TWIML)
+        return answer(request, call_sid, call_identity(agent=agent, direction="inbound", from_=from_, to=to))
+
+    @router.post(ANSWER_PATH)
+    async def answered(request: Request) -> Response:
+        form = await verified_form(request, config)  # the signed URL carries the agent
+        if form is None:
+            return Response(status_code=403)
+        call_sid, agent = form.get("CallSid", ""), request.query_params.get("agent", "")
+        if not valid_call_sid(call_sid):
+            return Response("invalid CallSid", status_code=400)
+        if host.spec(agent) is None:
+            log.warning("%s answered call names unknown agent %s", call_sid, clean(agent, 64))
+            return Response(say_and_hangup(config.unknown_number_message), media_type=TWIML)
+        if await host.admit(call_sid, agent) is not None:
+            return busy()
+        # Outbound: From is our number, To the person we called.
+        from_, to = form.get("From", "")[:64], form.get("To", "")[:64]
+        return answer(request, call_sid, call_identity(agent=agent, direction="outbound", from_=from_, to=to))
 
     @router.post(STATUS_PATH)
     async def status(request: Request) -> Response:
         form = await verified_form(request, config)
         if form is None:
             return Response(status_code=403)
-        call_sid = form.get("CallSid", "-")
-        state = form.get("CallStatus", "")
-        answered_by = form.get("AnsweredBy")
-        await records.set_state(call_sid, state, answered_by=answered_by)
-        if state in FINAL_STATES and state != "completed":
-            await records.close(call_sid, reason="failed")
-        elif state == "completed":
-            await records.close(call_sid, reason="caller_hung_up")  # no-op if already closed
-        log.info("%s status %s%s", call_sid, state, f" answered_by={answered_by}" if answered_by else "")
-        if on_status:
-            await on_status(call_sid, state, answered_by)
+        call_sid = form.get("CallSid", "")
+        if not valid_call_sid(call_sid):
+            return Response("invalid CallSid", status_code=400)
+        state = form.get("CallStatus", "")[:32]
+        answered_by = form.get("AnsweredBy", "")[:32] or None
+        records = host.records
+        if records is not None:
+            if state in _NOT_CONNECTED:
+                await records.close(call_sid, reason=_NOT_CONNECTED[state])
+            elif state == "completed" and call_sid not in host.calls:
+                await records.close(call_sid, reason="caller_hung_up")  # no-op if already closed
+            elif state in ("queued", "initiated", "ringing", "in-progress", "answered"):
+                await records.set_state(call_sid, "in-progress" if state == "answered" else state,
+                                        answered_by=answered_by)
+            if answered_by:
+                await records.set_state(call_sid, "", answered_by=answered_by)
+        log.info("%s status %s%s", call_sid, clean(state, 32),
+                 f" answered_by={clean(answered_by, 32)}" if answered_by else "")
+        if answered_by and state not in _NOT_CONNECTED and state != "completed":
+            await host.on_answered_by(call_sid, answered_by)
         return Response(status_code=204)
 
     @router.websocket(STREAM_PATH)
@@ -110,32 +151,37 @@ def twilio_router(
                 return
         await websocket.accept()
         info = await _read_start(websocket, config)
-        if info is None:
+        if info is None or not _announced(info, secret):
+            if info is not None:
+                log.warning("%s rejected stream: no valid call token", info.call_sid)
             await _close_quietly(websocket, 1008)
             return
-        call = TwilioCall.create(websocket, info, records=records, rest=rest, **options)
-        await records.open(
-            info.call_sid, direction=info.direction, agent=info.agent,
-            from_number=info.caller, to_number=info.dialed,
+        records = host.records
+        early = await records.get(info.call_sid) if records is not None else None
+        call = TwilioCall.create(websocket, info, rest=rest, **options)
+        incoming = IncomingCall(
+            call_id=info.call_sid, agent=info.agent or "", channel="twilio", direction=info.direction,
+            caller=info.caller, dialed=info.dialed, transport=call.transport, line=call,
+            sample_rate=PHONE_RATE, before_llm=[call.dtmf_aggregator(1.5)],
+            before_output=[call.heard.observer], after_output=[call.heard.gate], stats=call.stats,
+            hangup=call.serializer.hung_up,
+            answered_by=early.answered_by if early is not None else None,
         )
-        await records.set_state(info.call_sid, "in-progress")
-        log.info("%s stream %s started (agent %s)", info.call_sid, info.stream_sid, info.agent)
-        reason = "dropped"
+        log.info("%s stream %s started (agent %s)", info.call_sid, clean(info.stream_sid, 40), info.agent)
         try:
-            await on_stream(websocket, call)
-            reason = call.end_reason or ("caller_hung_up" if call.serializer.stopped else "dropped")
-        except asyncio.CancelledError:
-            reason = "dropped"  # server shutting down
-            raise
-        except Exception:
-            log.exception("%s pipeline failed", info.call_sid)
-            reason = "failed"
+            await host.run(incoming)
         finally:
-            await records.close(info.call_sid, reason=reason, stats=call.stats())
-            log.info("%s stream ended: %s", info.call_sid, reason)
             await _close_quietly(websocket, 1000)
 
     return router
+
+
+def _announced(info: CallInfo, secret: bytes) -> bool:
+    """The start carries the token our TwiML issued for this CallSid and identity."""
+    p = info.custom_parameters
+    identity = call_identity(agent=p.get("agent", ""), direction=p.get("direction", ""),
+                             from_=p.get("from", ""), to=p.get("to", ""))
+    return call_token.verify(secret, p.get("token"), info.call_sid, identity)
 
 
 async def _read_start(websocket: WebSocket, config: TwilioConfig) -> CallInfo | None:
@@ -149,6 +195,9 @@ async def _read_start(websocket: WebSocket, config: TwilioConfig) -> CallInfo | 
         except (TimeoutError, WebSocketDisconnect, RuntimeError, KeyError):
             log.warning("- stream closed or timed out before start")
             return None
+        if len(raw) > config.max_message_bytes:
+            log.warning("- stream message of %d bytes before start", len(raw))
+            return None
         try:
             message = json.loads(raw)
         except json.JSONDecodeError:
@@ -159,7 +208,7 @@ async def _read_start(websocket: WebSocket, config: TwilioConfig) -> CallInfo | 
             try:
                 info = parse_start(message)
             except StartMessageError as e:
-                log.warning("- bad start message: %s", e)
+                log.warning("- bad start message: %s", clean(e))
                 return None
             if early:
                 log.info("%s dropped %d messages received before start", info.call_sid, early)
@@ -179,25 +228,23 @@ async def _close_quietly(websocket: WebSocket, code: int) -> None:
 
 async def place_outbound_call(
     *,
-    config: TwilioConfig,
+    host: CallHost,
     rest: TwilioRestClient,
-    records: CallRecords,
     to: str,
     from_: str,
     agent: str,
     public_base_url: str,
-    machine_detection: MachineDetection | None = MachineDetection(),
+    machine_detection: MachineDetection | None = None,
 ) -> str:
-    """Create an outbound call whose TwiML connects straight to our stream."""
+    """Create an outbound call; Twilio fetches its stream TwiML from our answer URL."""
     base = public_base_url.rstrip("/")
-    params = call_parameters(agent=agent, direction="outbound", from_=from_, to=to)
     sid = await rest.create_call(
         to=to,
         from_=from_,
-        twiml=stream_twiml(stream_url(base), params),
+        url=f"{base}{ANSWER_PATH}?agent={agent}",
         status_callback=base + STATUS_PATH,
         machine_detection=machine_detection,
     )
-    await records.open(sid, direction="outbound", agent=agent, from_number=from_, to_number=to)
-    await records.set_state(sid, "queued")
+    await host.announce(sid, agent=agent, channel="twilio", direction="outbound",
+                        from_=from_, to=to, status="queued")
     return sid

@@ -16,6 +16,7 @@ exactly right. What it lacks, we add around it:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -78,6 +79,7 @@ class VoxlineTwilioSerializer(TwilioFrameSerializer):
         self.ledger = ledger or MarkLedger(mark_interval_secs=mark_interval_secs)
         self.stats = StreamStats()
         self.stopped = False  # Twilio sent `stop`: the call ended on Twilio's side
+        self.hung_up = asyncio.Event()  # set with `stopped`: the call host ends the call at once
         self._expected = first_sequence + 1 if first_sequence is not None else None
         self._window = max(1, reorder_window)
         # seq -> μ-law payload, or None for a non-media event that only fills the slot
@@ -137,6 +139,7 @@ class VoxlineTwilioSerializer(TwilioFrameSerializer):
             return frame
         if event == "stop":
             self.stopped = True
+            self.hung_up.set()
             return None
         if event in ("connected", "start"):
             return None  # duplicates of what the router already consumed

@@ -1,102 +1,72 @@
-"""Everything that belongs to one streamed call, handed to the app's ``on_stream``.
+"""Everything that belongs to one streamed call: the call host's view of a Twilio line.
 
-``on_stream(websocket, call)`` only has to put ``call.transport``, ``call.heard``'s two
-processors and ``call.dtmf_aggregator()`` (after the STT; it also writes the caller's
-lines to the record -- ``call.transcript_observer`` does the same as a pipeline
-observer, at a higher per-frame cost) into its pipeline and register ``call.control``'s
-tools; the router owns the call record before and after.
+:class:`TwilioCall` is a :class:`~voxline.pipelines.call_control.CallLine`: the host
+puts ``call.transport``, ``call.heard``'s two processors and ``call.dtmf_aggregator()``
+into the call's pipeline, and call control acts through ``hang_up`` / ``transfer``
+(Twilio REST) once ``wait_heard`` confirms the caller heard the last words.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
 from dataclasses import dataclass, field
 
 from fastapi import WebSocket
-from pipecat.frames.frames import Frame, InputDTMFFrame, TranscriptionFrame
-from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.processors.aggregators.dtmf_aggregator import DTMFAggregator
-from pipecat.processors.frame_processor import FrameDirection
 
-from .heard import HeardLine, HeardTextTracker
+from voxline.errors import ProviderError
+
+from .heard import HeardTextTracker
 from .marks import MarkLedger
 from .messages import CallInfo
-from .records import CallRecords, TranscriptLine
 from .rest import TwilioRestClient
 from .serializer import VoxlineTwilioSerializer
-from .tools import CallControl
 from .transport import TwilioStreamTransport, twilio_transport_params
 
 log = logging.getLogger("voxline.twilio")
 
 
-class TranscriptObserver(BaseObserver):
-    """Appends the caller's final transcriptions and keypad digits to the call record."""
-
-    def __init__(self, call_sid: str, records: CallRecords) -> None:
-        super().__init__(observe_every_push=False)
-        self._call_sid = call_sid
-        self._records = records
-        self._seen: deque[int] = deque(maxlen=256)  # a frame may be reported by several hops
-
-    async def on_push_frame(self, data: FramePushed) -> None:
-        frame = data.frame
-        if not isinstance(frame, (TranscriptionFrame, InputDTMFFrame)) or frame.id in self._seen:
-            return
-        self._seen.append(frame.id)
-        if isinstance(frame, TranscriptionFrame):
-            line = TranscriptLine("user", frame.text)
-        else:
-            line = TranscriptLine("dtmf", str(frame.button.value))
-        await self._records.append_transcript(self._call_sid, line)
-
-
-class TranscriptDTMFAggregator(DTMFAggregator):
-    """Pipecat's DTMF aggregator that also writes the caller's final transcriptions and
-    keypad digits to the call record.
-
-    Same job as :class:`TranscriptObserver`, without its cost: a pipeline observer is
-    told about every frame at every hop of the pipeline (through a queue and a task of
-    its own), while this sits where both kinds of frame pass anyway (after the STT).
-    """
-
-    def __init__(self, call_sid: str, records: CallRecords, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self._call_sid = call_sid
-        self._records = records
-
-    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        if direction == FrameDirection.DOWNSTREAM:
-            if isinstance(frame, TranscriptionFrame):
-                await self._records.append_transcript(self._call_sid, TranscriptLine("user", frame.text))
-            elif isinstance(frame, InputDTMFFrame):
-                line = TranscriptLine("dtmf", str(frame.button.value))
-                await self._records.append_transcript(self._call_sid, line)
-        await super().process_frame(frame, direction)
-
-
 @dataclass
 class TwilioCall:
-    """One call: its identity, transport, heard-text tracker, tools and record."""
+    """One call: its identity, transport, heard-text tracker and REST client."""
 
     info: CallInfo
     websocket: WebSocket
     transport: TwilioStreamTransport
     heard: HeardTextTracker
-    control: CallControl
-    transcript_observer: TranscriptObserver
-    records: CallRecords
-    end_reason: str | None = None  # set by tools ("agent_hung_up", "transferred")
+    rest: TwilioRestClient | None
     extras: dict[str, object] = field(default_factory=dict)
 
-    def dtmf_aggregator(self, timeout_secs: float) -> TranscriptDTMFAggregator:
-        """Keypad digits to the agent (after the STT), caller lines to the call record."""
-        return TranscriptDTMFAggregator(self.info.call_sid, self.records, timeout=timeout_secs)
+    def dtmf_aggregator(self, timeout_secs: float) -> DTMFAggregator:
+        """Keypad digits to the agent, after the STT."""
+        return DTMFAggregator(timeout=timeout_secs)
 
     @property
     def call_id(self) -> str:
         return self.info.call_sid
+
+    # -- CallLine ----------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self.ledger.epoch
+
+    @property
+    def heard_count(self) -> int:
+        return self.heard.heard_count
+
+    async def wait_heard(self, text: str, *, since: int, timeout: float) -> bool:
+        return await self.heard.wait_heard(text, since=since, timeout=timeout)
+
+    def _rest_client(self) -> TwilioRestClient:
+        if self.rest is None:
+            raise ProviderError("no Twilio REST client configured", retryable=False)
+        return self.rest
+
+    async def hang_up(self) -> None:
+        await self._rest_client().hang_up(self.call_id)
+
+    async def transfer(self, target: str) -> None:
+        await self._rest_client().transfer(self.call_id, target)
 
     @property
     def serializer(self) -> VoxlineTwilioSerializer:
@@ -126,7 +96,6 @@ class TwilioCall:
         websocket: WebSocket,
         info: CallInfo,
         *,
-        records: CallRecords,
         rest: TwilioRestClient | None,
         # Outbound defaults chosen with benchmarks/phone_density.py (2 cores, 100 calls):
         # 80 ms media messages with a mark each (12.5 messages/s instead of 50 +
@@ -156,23 +125,7 @@ class TwilioCall:
             max_audio_backlog=max_audio_backlog, max_unplayed_secs=max_unplayed_secs,
         )
 
-        async def on_heard(line: HeardLine) -> None:
-            await records.append_transcript(
-                info.call_sid, TranscriptLine("assistant", line.text, interrupted=line.interrupted)
-            )
-
         heard = HeardTextTracker(
-            serializer.ledger, call_id=info.call_sid,
-            interrupted_marker=interrupted_marker, on_heard=on_heard,
+            serializer.ledger, call_id=info.call_sid, interrupted_marker=interrupted_marker,
         )
-        call = cls(
-            info=info,
-            websocket=websocket,
-            transport=transport,
-            heard=heard,
-            control=None,  # type: ignore[arg-type]  # set just below; it needs `call`
-            transcript_observer=TranscriptObserver(info.call_sid, records),
-            records=records,
-        )
-        call.control = CallControl(call, rest)
-        return call
+        return cls(info=info, websocket=websocket, transport=transport, heard=heard, rest=rest)

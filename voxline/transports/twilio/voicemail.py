@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING
 
 from pipecat.frames.frames import Frame, InterruptionWorkerFrame, TTSSpeakFrame
 
-from .settings import VoicemailSettings
+from voxline.call_settings import VoicemailSettings
 
 if TYPE_CHECKING:
+    from voxline.pipelines.call_control import CallControl
+
     from .session import TwilioCall
 
 log = logging.getLogger("voxline.twilio")
@@ -43,6 +45,7 @@ def is_machine(answered_by: str | None) -> bool:
 
 async def on_answered_by(
     call: TwilioCall,
+    control: CallControl,
     settings: VoicemailSettings,
     answered_by: str,
     queue_frame: QueueFrame,
@@ -55,7 +58,7 @@ async def on_answered_by(
     sid = call.call_id
     if settings.action == "hang_up" or answered_by == "fax":
         log.info("%s answered by %s: hanging up", sid, answered_by)
-        await call.control.hang_up("machine")
+        await control.hang_up("machine")
         return "machine"
     if answered_by not in MACHINE_END:
         return None  # machine_start: the beep is still to come (mode DetectMessageEnd)
@@ -66,7 +69,7 @@ async def on_answered_by(
     await queue_frame(TTSSpeakFrame(message))
     if not await call.heard.wait_heard(message, since=since, timeout=speech_timeout_secs):
         log.warning("%s voicemail message not confirmed played; hanging up anyway", sid)
-    await call.control.hang_up("voicemail")
+    await control.hang_up("voicemail")
     return "voicemail"
 
 

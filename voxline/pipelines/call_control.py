@@ -1,7 +1,9 @@
-"""`end_call` and `transfer_call` tool handlers for a live Twilio call.
+"""Call control for any transport: the `end_call` and `transfer_call` tools, hang-ups.
 
-Both follow the same order: tell the caller, wait until Twilio echoes the mark of the
-last chunk of that speech (the caller heard it), then act over REST. Neither acts if
+A transport supplies a :class:`CallLine` (Twilio: marks and REST; SIP: RTP sent and
+BYE/REFER); this module decides *when* to act. Both tools follow the same order: tell
+the caller, wait until the line confirms that speech was played (the caller heard
+it), then act on the line. Neither acts if
 the generation that asked for it was interrupted. Two guards: they are registered
 with ``cancel_on_interruption=True`` (pipecat cancels the handler, and an interrupted
 generation never starts it), and before acting they compare the ledger's barge-in
@@ -13,53 +15,72 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.frames.frames import FunctionCallResultProperties, TTSSpeakFrame
 from pipecat.services.llm_service import FunctionCallParams
 
 from voxline.errors import ProviderError
+from voxline.logsafe import redact_number
 
-from .config import redact_number
-from .rest import TwilioRestClient
-
-if TYPE_CHECKING:
-    from .session import TwilioCall
-
-log = logging.getLogger("voxline.twilio")
+log = logging.getLogger("voxline.calls")
 
 _NO_LLM = FunctionCallResultProperties(run_llm=False)
 
 OnEnd = Callable[[str], Awaitable[None]]  # end the pipeline with this reason
+OnTransfer = Callable[[str], Awaitable[None]]  # the call was handed to this target
 ToolLog = Callable[[str, dict[str, Any], Any], None]  # name, arguments, result
+
+
+class CallLine(Protocol):
+    """What call control needs from a transport's live call."""
+
+    call_id: str
+
+    @property
+    def epoch(self) -> int:
+        """Bumped on every barge-in: a tool compares it before acting."""
+
+    @property
+    def heard_count(self) -> int: ...
+
+    async def wait_heard(self, text: str, *, since: int, timeout: float) -> bool:
+        """True once ``text`` (spoken after ``since`` lines) was played to the caller."""
+
+    async def hang_up(self) -> None:
+        """End the call on the carrier's side; raises ProviderError."""
+
+    async def transfer(self, target: str) -> None:
+        """Hand the caller to ``target`` (a number or SIP address); raises ProviderError."""
 
 
 class CallControl:
     def __init__(
         self,
-        call: TwilioCall,
-        rest: TwilioRestClient | None,
+        line: CallLine,
         *,
         goodbye: str = "Thank you for calling. Goodbye!",
         transfer_message: str = "Please hold while I transfer your call.",
         transfer_targets: Mapping[str, str] | None = None,
         speech_timeout_secs: float = 15.0,
         on_end: OnEnd | None = None,
+        on_transfer: OnTransfer | None = None,
         tool_log: ToolLog | None = None,
     ) -> None:
-        self._call = call
-        self._rest = rest
+        self._line = line
         self.goodbye = goodbye
         self.transfer_message = transfer_message
         # label -> number or SIP address. The LLM only ever picks a label: a target
         # number never comes from the model (toll fraud), only from configuration.
         self.transfer_targets: dict[str, str] = dict(transfer_targets or {})
         self.speech_timeout_secs = speech_timeout_secs
-        # Set by the app: how to end the pipeline once the call is over on Twilio's side,
-        # and where tool calls are recorded (the session's call log).
+        # Set by the call host: how to end the pipeline once the call is over on the
+        # carrier's side, what to record on a transfer, where tool calls are logged.
         self.on_end = on_end
+        self.on_transfer = on_transfer
         self.tool_log = tool_log
+        self.end_reason: str | None = None
 
     # -- schemas the LLM sees --------------------------------------------------
     def schemas(self) -> list[FunctionSchema]:
@@ -88,23 +109,20 @@ class CallControl:
 
     # -- handlers --------------------------------------------------------------
     async def end_call(self, params: FunctionCallParams) -> None:
-        call, epoch = self._call, self._generation_epoch()
+        epoch = self._line.epoch
         text = str((params.arguments or {}).get("goodbye") or self.goodbye)
         if not await self._say_and_wait(params, text, epoch):
             await self._result(params, {"status": "not ended: caller interrupted"}, _NO_LLM)
             return
-        if not await self._rest_action("hang-up", lambda r: r.hang_up(call.call_id)):
-            # Reported; closing the stream below still ends a <Connect><Stream> call.
+        if not await self._line_action("hang-up", self._line.hang_up):
+            # Reported; ending the pipeline below still closes the media, which ends the call.
             await self._result(params, {"error": "hang-up failed"}, _NO_LLM)
         else:
-            call.end_reason = "agent_hung_up"
-            await call.records.close(call.call_id, reason="agent_hung_up", stats=call.stats())
             await self._result(params, {"status": "call ended"}, _NO_LLM)
-        if self.on_end is not None:
-            await self.on_end("agent_hung_up")
+        await self._ended("agent_hung_up")
 
     async def transfer_call(self, params: FunctionCallParams) -> None:
-        call, epoch = self._call, self._generation_epoch()
+        line, epoch = self._line, self._line.epoch
         labels = list(self.transfer_targets)
         label = str((params.arguments or {}).get("target") or (labels[0] if len(labels) == 1 else ""))
         target = self.transfer_targets.get(label)
@@ -114,28 +132,26 @@ class CallControl:
         if not await self._say_and_wait(params, self.transfer_message, epoch):
             await self._result(params, {"status": "not transferred: caller interrupted"}, _NO_LLM)
             return
-        ok = await self._rest_action("transfer", lambda r: r.transfer(call.call_id, target))
+        ok = await self._line_action("transfer", lambda: line.transfer(target))
         if not ok:
             await self._result(params, {"error": "transfer failed"}, None)
             return
-        call.end_reason = "transferred"
-        await call.records.set_transfer(call.call_id, target)
-        await call.records.close(call.call_id, reason="transferred", stats=call.stats())
-        log.info("%s transferred to %s (%s)", call.call_id, label, redact_number(target))
+        if self.on_transfer is not None:
+            await self.on_transfer(target)
+        log.info("%s transferred to %s (%s)", line.call_id, label, redact_number(target))
         await self._result(params, {"status": "transferred"}, _NO_LLM)
-        if self.on_end is not None:
-            await self.on_end("transferred")  # Twilio now runs the <Dial>; our stream is done
+        await self._ended("transferred")  # the carrier now bridges the target; our media is done
 
     async def hang_up(self, reason: str) -> bool:
-        """End the call over REST now (no goodbye); the record closes with ``reason``."""
-        call = self._call
-        ok = await self._rest_action("hang-up", lambda r: r.hang_up(call.call_id))
-        if ok:
-            call.end_reason = reason
-            await call.records.close(call.call_id, reason=reason, stats=call.stats())
+        """End the call now (no goodbye) with ``reason``."""
+        ok = await self._line_action("hang-up", self._line.hang_up)
+        await self._ended(reason)
+        return ok
+
+    async def _ended(self, reason: str) -> None:
+        self.end_reason = self.end_reason or reason
         if self.on_end is not None:
             await self.on_end(reason)
-        return ok
 
     # -- helpers ---------------------------------------------------------------
     async def _result(self, params: FunctionCallParams, result: dict[str, Any],
@@ -144,21 +160,18 @@ class CallControl:
             self.tool_log(params.function_name, dict(params.arguments or {}), result)
         await params.result_callback(result, properties=properties)
 
-    def _generation_epoch(self) -> int:
-        return self._call.ledger.epoch
-
     def _interrupted(self, epoch: int) -> bool:
-        return self._call.ledger.epoch != epoch
+        return self._line.epoch != epoch
 
     async def _say_and_wait(self, params: FunctionCallParams, text: str, epoch: int) -> bool:
         """Speak ``text``; True once it was heard, False if the caller barged in."""
-        call = self._call
+        call = self._line
         if self._interrupted(epoch):
             log.info("%s tool %s skipped: its generation was interrupted", call.call_id, params.function_name)
             return False
-        since = call.heard.heard_count
+        since = call.heard_count
         await params.llm.push_frame(TTSSpeakFrame(text))
-        heard = await call.heard.wait_heard(text, since=since, timeout=self.speech_timeout_secs)
+        heard = await call.wait_heard(text, since=since, timeout=self.speech_timeout_secs)
         if self._interrupted(epoch):
             log.info("%s tool %s skipped: caller interrupted", call.call_id, params.function_name)
             return False
@@ -166,15 +179,11 @@ class CallControl:
             log.warning("%s tool %s: speech not confirmed played; acting anyway", call.call_id, params.function_name)
         return True
 
-    async def _rest_action(self, label: str, action: Any) -> bool:
-        call = self._call
-        if self._rest is None:
-            log.warning("%s %s: no REST client configured", call.call_id, label)
-            return False
+    async def _line_action(self, label: str, action: Callable[[], Awaitable[None]]) -> bool:
         try:
-            await action(self._rest)
+            await action()
             return True
         except ProviderError as e:
-            log.error("%s %s failed (%s): %s", call.call_id, label,
+            log.error("%s %s failed (%s): %s", self._line.call_id, label,
                       "retryable" if e.retryable else "permanent", e)
             return False
