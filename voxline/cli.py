@@ -144,12 +144,16 @@ def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8080,
     workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
+    log_level: Annotated[str, typer.Option(help="debug | info | warning | error")] = "info",
 ) -> None:
-    """Serve phone calls (Twilio webhooks and media streams) for every agent in a folder."""
+    """Serve calls (Twilio webhooks and media streams) for every agent in a folder.
+
+    Each worker loads the agents' models once at startup; routes.yaml maps dialed
+    numbers to agents (see examples/routes.yaml)."""
     from voxline.server import serve as run_server
 
     try:
-        run_server(agents, host=host, port=port, workers=workers)
+        run_server(agents, host=host, port=port, workers=workers, log_level=log_level.lower())
     except SpecError as e:
         typer.echo(f"invalid agents folder: {e}", err=True)
         raise typer.Exit(2) from None

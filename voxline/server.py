@@ -86,6 +86,7 @@ def create_app(
     live: LiveState | None = None,
     preload: bool = False,
     docs: bool | None = None,
+    owner: str | None = None,
 ) -> FastAPI:
     """The voxline FastAPI app for the agents in ``agents_dir`` (see the module docstring).
 
@@ -96,7 +97,8 @@ def create_app(
     recorded in ``database_url`` (default ``$DATABASE_URL``, else SQLite
     ./var/voxline.db); ``remember`` off skips recall and summaries. ``live`` shares
     caps and call ownership between workers (default: Redis at ``$REDIS_URL``, else
-    in process). ``preload`` loads every agent's local models at startup.
+    in process). ``preload`` loads every agent's local models at startup. ``owner``
+    names this worker in the live state (default: host:pid).
     """
     agents_dir = Path(agents_dir)
     agents = load_agents(agents_dir)
@@ -105,7 +107,7 @@ def create_app(
     host = CallHost(
         agents, transfer_targets=routes.transfer, services=services or default_services,
         greetings=greeting_cache, recording_dir=recording_dir, limits=limits or CallLimits.from_env(),
-        live=live or live_state_from_env(), remember=remember, preload=preload,
+        live=live or live_state_from_env(), remember=remember, preload=preload, owner=owner,
     )
     phone = _phone(agents, routes, host, twilio=twilio, rest=rest, recording_dir=recording_dir,
                    verify_stream_signature=verify_stream_signature, stream_options=stream_options)

@@ -70,10 +70,12 @@ class MemoryRuntime:
         *,
         store: Store | None = None,
         embedder: Embedder | None = None,
+        owner: str | None = None,
     ) -> MemoryRuntime:
-        """database_url (or DATABASE_URL, or ./var/voxline.db), migrated to head."""
+        """database_url (or DATABASE_URL, or ./var/voxline.db), migrated to head.
+        ``owner`` names this process on the call rows it holds (default: host:pid)."""
         owns = store is None
-        store = store or await open_store(database_url)
+        store = store or await open_store(database_url, owner=owner)
         recorder = CallRecorder(store)
         recorder.start()
         return cls(store, recorder, embedder or local_embedder(), owns)

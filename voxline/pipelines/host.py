@@ -115,6 +115,7 @@ class CallHost:
         live: LiveState | None = None,
         remember: bool = True,
         preload: bool = False,
+        owner: str | None = None,
     ) -> None:
         self.agents = agents
         self.transfer_targets = transfer_targets or {}
@@ -125,7 +126,7 @@ class CallHost:
         self.live = live or InProcessLiveState()
         self.remember = remember
         self.preload = preload
-        self.owner = process_owner_id()
+        self.owner = owner or process_owner_id()  # who holds calls, in the live state
         self.calls: dict[str, LiveCall] = {}
         self.results: dict[str, CallResult | None] = {}  # last finished calls (bounded)
         self.memory: MemoryRuntime | None = None
@@ -136,8 +137,10 @@ class CallHost:
     # -- process lifecycle --------------------------------------------------------
     async def start(self, database_url: str | None = None) -> None:
         """Open the call store, load the agents' models off the loop, start the heartbeat."""
-        self.memory = await MemoryRuntime.open(database_url)
+        self.memory = await MemoryRuntime.open(database_url, owner=self.owner)
         self.records = CallRecords(self.memory.store)
+        with contextlib.suppress(Exception):  # announce ourselves before judging others
+            await self.live.heartbeat(self.owner, [], self.limits.slot_ttl_secs)
         swept = await self.memory.store.sweep_abandoned(is_alive=self._is_alive)
         if swept:
             log.warning("- closed %d call(s) left open by a process that died", len(swept))

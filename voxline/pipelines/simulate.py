@@ -25,6 +25,7 @@ from voxline.transports.simulated import CallerLine, SimulatedTransport
 SAMPLE_RATE = 16000
 QUIET_SECS = 1.2  # the agent is done answering after this long with nothing in flight
 BARGE_IN_AFTER_SECS = 0.8  # how long into the agent's answer the caller cuts in
+SPEAK_SLACK_SECS = 5.0  # beyond its own length, how long caller speech may take to send
 
 
 @dataclass
@@ -87,9 +88,17 @@ class Simulation:
             await asyncio.sleep(0.02)
 
     async def _speak(self, pcm: bytes) -> float:
-        await self.line.say(pcm).wait()
-        assert self.line.last_speech_sent_at is not None
-        return self.line.last_speech_sent_at
+        """Play ``pcm`` into the line; returns when it was sent, or when the call ended
+        (a call that hung up stops reading the line, and nothing would ever send it)."""
+        said = asyncio.ensure_future(self.line.say(pcm).wait())
+        ended = asyncio.ensure_future(self.session.wait_ended())
+        secs = len(pcm) / (2 * self.line.sample_rate) + SPEAK_SLACK_SECS
+        try:
+            await asyncio.wait({said, ended, self._call}, timeout=secs, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (said, ended):
+                task.cancel()
+        return self.line.last_speech_sent_at or time.monotonic()
 
     def _caller_audio(self, turn: Turn) -> tuple[str, bytes]:
         if turn.audio is not None:
@@ -100,7 +109,11 @@ class Simulation:
     async def run(self) -> Report:
         call = self._call = asyncio.create_task(self.session.run())
         try:
-            await self._conversation()
+            # Bounded: each turn waits at most its timeout, but a scenario as a whole
+            # must end even if a wait we did not foresee never returns.
+            await asyncio.wait_for(self._conversation(), self._deadline_secs())
+        except TimeoutError:
+            self.report.failures.append("the scenario did not finish in time")
         finally:
             await self.session.end("caller_hangup")
             with contextlib.suppress(asyncio.CancelledError):
@@ -110,6 +123,11 @@ class Simulation:
                 call.cancel()
         self.report.passed = not self.report.failures
         return self.report
+
+    def _deadline_secs(self) -> float:
+        per_turn = self.scenario.answer_timeout_secs * 2 + SPEAK_SLACK_SECS
+        speech = sum((t.silence or 0) + 15 for t in self.scenario.turns)
+        return 60 + per_turn * (len(self.scenario.turns) + 1) + speech
 
     async def _conversation(self) -> None:
         turns, timeout = self.scenario.turns, self.scenario.answer_timeout_secs

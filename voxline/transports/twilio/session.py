@@ -15,6 +15,8 @@ from fastapi import WebSocket
 from pipecat.processors.aggregators.dtmf_aggregator import DTMFAggregator
 
 from voxline.errors import ProviderError
+from voxline.pipelines.call_control import CallControl
+from voxline.pipelines.session import CallSession
 
 from .heard import HeardTextTracker
 from .marks import MarkLedger
@@ -22,6 +24,7 @@ from .messages import CallInfo
 from .rest import TwilioRestClient
 from .serializer import VoxlineTwilioSerializer
 from .transport import TwilioStreamTransport, twilio_transport_params
+from .voicemail import on_answered_by
 
 log = logging.getLogger("voxline.twilio")
 
@@ -67,6 +70,14 @@ class TwilioCall:
 
     async def transfer(self, target: str) -> None:
         await self._rest_client().transfer(self.call_id, target)
+
+    async def on_answered_by(self, control: CallControl, session: CallSession, answered_by: str) -> None:
+        """Twilio's answering-machine verdict: leave a message, hang up, or carry on."""
+        try:
+            await on_answered_by(self, control, session.spec.phone.voicemail, answered_by,
+                                 session.worker.queue_frame)
+        except Exception:
+            log.exception("%s answering-machine handling failed", self.call_id)
 
     @property
     def serializer(self) -> VoxlineTwilioSerializer:
