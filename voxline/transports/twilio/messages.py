@@ -53,6 +53,15 @@ MAX_PARAMETERS = 16
 MAX_PARAMETER_LEN = 256
 
 
+_ADDRESS = re.compile(r"^[A-Za-z0-9+:@._~-]{1,128}$")
+
+
+def address(value: object) -> str:
+    """A From/To as Twilio sends them (+E.164, client:name, sip:user@host, anonymous);
+    anything else becomes "" before it reaches a log line, a token or a column."""
+    return value if isinstance(value, str) and _ADDRESS.match(value) else ""
+
+
 def valid_call_sid(value: object) -> bool:
     """Twilio CallSids are ``CA`` and 32 lowercase hex digits: anything else is refused
     before it reaches a log line or a column."""

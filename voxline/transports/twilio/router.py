@@ -26,7 +26,7 @@ from voxline.pipelines.host import CallHost, IncomingCall
 from voxline.transports import call_token
 
 from .config import TwilioConfig
-from .messages import CallInfo, StartMessageError, parse_start, valid_call_sid
+from .messages import CallInfo, StartMessageError, address, parse_start, valid_call_sid
 from .rest import MachineDetection, TwilioRestClient
 from .session import TwilioCall
 from .signature import is_valid_signature, public_base, public_url, verified_form
@@ -41,6 +41,10 @@ ANSWER_PATH = "/twilio/answer"
 PHONE_RATE = 8000
 # Twilio's status names for calls that never connected, as our end reasons.
 _NOT_CONNECTED = {"busy": "busy", "no-answer": "no-answer", "failed": "failed", "canceled": "canceled"}
+_CARRIER_STATES = frozenset({"queued", "initiated", "ringing", "in-progress", "answered", "completed",
+                             *_NOT_CONNECTED})
+_VERDICTS = frozenset({"human", "machine_start", "machine_end_beep", "machine_end_silence",
+                       "machine_end_other", "fax", "unknown"})
 
 
 def stream_url(base: str) -> str:
@@ -83,7 +87,7 @@ def twilio_router(
         call_sid = form.get("CallSid", "")
         if not valid_call_sid(call_sid):
             return Response("invalid CallSid", status_code=400)
-        to, from_ = form.get("To", "")[:64], form.get("From", "")[:64]
+        to, from_ = address(form.get("To")), address(form.get("From"))
         agent = config.agent_for(to)
         if agent is None:
             log.info("%s inbound call to unrouted number %s", call_sid, redact_number(to))
@@ -109,7 +113,7 @@ def twilio_router(
         if await host.admit(call_sid, agent) is not None:
             return busy()
         # Outbound: From is our number, To the person we called.
-        from_, to = form.get("From", "")[:64], form.get("To", "")[:64]
+        from_, to = address(form.get("From")), address(form.get("To"))
         return answer(request, call_sid, call_identity(agent=agent, direction="outbound", from_=from_, to=to))
 
     @router.post(STATUS_PATH)
@@ -120,8 +124,10 @@ def twilio_router(
         call_sid = form.get("CallSid", "")
         if not valid_call_sid(call_sid):
             return Response("invalid CallSid", status_code=400)
-        state = form.get("CallStatus", "")[:32]
-        answered_by = form.get("AnsweredBy", "")[:32] or None
+        state = form.get("CallStatus", "")
+        state = state if state in _CARRIER_STATES else ""
+        answered_by = form.get("AnsweredBy", "")
+        answered_by = answered_by if answered_by in _VERDICTS else None
         records = host.records
         if records is not None:
             if state in _NOT_CONNECTED:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from starlette.requests import Request
 
 from .config import TwilioConfig
+from .messages import valid_call_sid
 
 log = logging.getLogger("voxline.twilio")
 
@@ -101,6 +102,7 @@ async def verified_form(request: Request, config: TwilioConfig) -> dict[str, str
     signature = request.headers.get("x-twilio-signature")
     if not is_valid_signature(config.auth_token, url, params, signature):
         call_sid = params.get("CallSid", ["-"])[0]
+        call_sid = call_sid if valid_call_sid(call_sid) else "-"  # unverified: never log it raw
         log.warning(
             "%s rejected webhook %s: %s X-Twilio-Signature",
             call_sid,
