@@ -46,7 +46,11 @@ def check(agent: Annotated[Path, typer.Argument(help="An agent YAML file.")]) ->
             typer.echo(f"  {path or '<root>'}: {reason}", err=True)
         raise typer.Exit(1)
     assert spec is not None
+    from voxline.integrations.providers.registry import describe_providers
+
     typer.echo(f"{agent}: ok (agent {spec.name!r}, {len(spec.tools)} tool(s))")
+    for kind, provider, uses in describe_providers(spec):
+        typer.echo(f"  {kind}: {provider} -> {uses}")
 
 
 @app.command()

@@ -37,14 +37,25 @@ class PromptPart(_Strict):
     text: str
 
 
+class RetrySettings(_Strict):
+    """How one provider block is tried before the next in its list takes over."""
+
+    attempts: int = Field(2, ge=1, le=5)  # tries of this provider per turn (retryable errors)
+    backoff_secs: float = Field(0.1, ge=0, le=5)
+    attempt_timeout_secs: float = Field(2.0, gt=0, le=60)  # longest wait for the first byte
+    stall_timeout_secs: float = Field(2.0, gt=0, le=60)  # longest gap mid-answer
+
+
 class ProviderBlock(_Strict):
-    """A provider and its options. Unknown options are passed to the provider as-is."""
+    """A provider and its options. Unknown options are passed to the provider as-is.
+    Fields left unset are not passed: each service keeps its own default."""
 
     provider: str
     model: str | None = None
     voice: str | None = None
     base_url: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
 
 
 class LLMBlock(ProviderBlock):
@@ -135,9 +146,13 @@ class AgentSpec(_Strict):
     # Said when the LLM produced no answer (a provider error, an empty reply).
     fallback: str = "Sorry, I didn't catch that. Could you say it again?"
     prompt: list[PromptPart] = Field(min_length=1)
+    # One block, or a list tried in order (failover); the first is the primary.
     stt: STTBlock = Field(default_factory=STTBlock)
     llm: LLMBlock = Field(default_factory=LLMBlock)
     tts: TTSBlock = Field(default_factory=TTSBlock)
+    stt_fallbacks: list[STTBlock] = Field(default_factory=list)
+    llm_fallbacks: list[LLMBlock] = Field(default_factory=list)
+    tts_fallbacks: list[TTSBlock] = Field(default_factory=list)
     vad: VADSettings = Field(default_factory=VADSettings)
     turn: TurnSettings = Field(default_factory=TurnSettings)
     tools: list[ToolSpec] = Field(default_factory=list)
@@ -148,6 +163,27 @@ class AgentSpec(_Strict):
     phone: PhoneSettings = Field(default_factory=PhoneSettings)
     # The folder relative tool paths are resolved against; set by load_spec.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_lists(cls, data: Any) -> Any:
+        """``llm: [primary, fallback, ...]`` → ``llm`` + ``llm_fallbacks``."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for kind in ("stt", "llm", "tts"):
+            value = data.get(kind)
+            if isinstance(value, list):
+                if not value:
+                    raise ValueError(f"{kind}: an empty list; give one block or several")
+                if f"{kind}_fallbacks" in data:
+                    raise ValueError(f"{kind}: give a list or {kind}_fallbacks, not both")
+                data[kind], data[f"{kind}_fallbacks"] = value[0], value[1:]
+        return data
+
+    def chain(self, kind: Literal["stt", "llm", "tts"]) -> list[ProviderBlock]:
+        """The blocks of one stage in the order they are tried."""
+        return [getattr(self, kind), *getattr(self, f"{kind}_fallbacks")]
 
     @field_validator("prompt", mode="before")
     @classmethod

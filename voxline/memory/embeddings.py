@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -98,10 +97,12 @@ class LocalMiniLM:
         return await asyncio.to_thread(self.embed_sync, texts)
 
 
-@lru_cache(maxsize=1)
 def local_embedder() -> LocalMiniLM:
-    """The process-wide local model (loading and hashing it once)."""
-    return LocalMiniLM()
+    """The process-wide local model (loading and hashing it once), shared with every
+    other user of the process's models (model_cache, preloading)."""
+    from voxline.integrations.providers.local import model_cache
+
+    return model_cache.embedder()  # type: ignore[no-any-return]
 
 
 class OpenAIEmbedder:

@@ -61,9 +61,11 @@ class Services:
     tts: FrameProcessor
 
     @classmethod
-    def from_spec(cls, spec: AgentSpec) -> Services:
+    def from_spec(cls, spec: AgentSpec, *, sample_rate: int | None = None) -> Services:
+        """Light per-call services over the process's loaded models. ``sample_rate``: the
+        rate of the call's input audio (8000 on a phone line); None takes the pipeline's."""
         return cls(
-            stt=build_stt(spec.stt, spec.language),
+            stt=build_stt(spec.stt, spec.language, sample_rate),
             llm=build_llm(spec.llm, max_tool_calls_per_turn=spec.limits.max_tool_calls_per_turn),
             tts=build_tts(spec.tts),
         )

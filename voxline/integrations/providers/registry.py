@@ -1,10 +1,14 @@
-"""Provider blocks of an AgentSpec → Pipecat services.
+"""Provider blocks of an AgentSpec → Pipecat services, through one table.
 
-One table says, for each provider, the extra that installs it, the environment
-variable holding its secret, and the local model it needs. ``check_providers`` reads
-the same table, so what ``voxline check`` reports is exactly what building would hit.
-Vendor SDK imports happen inside the factories, so a missing extra only matters for
-the providers an agent actually uses.
+``PROVIDERS`` says, for each ``kind:provider``, the extra that installs it, the
+environment variable holding its secret, whether it needs a local model or a base URL,
+the factory that builds its service and what ``voxline check`` says it will use.
+``check_providers`` and ``describe_providers`` read the same table, so what
+``voxline check`` reports is what building would hit. The factories live in one small
+module per vendor family and import their SDK only when called, so a missing extra
+only matters for the providers an agent actually uses.
+
+A field the spec does not set is not passed: each service keeps its own default.
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from voxline.errors import MissingSecretError, ModelMissingError, VoxlineError
-from voxline.extras import require
+from voxline.errors import ModelMissingError, VoxlineError
+from voxline.integrations.providers import anthropic, deepgram, elevenlabs, openai
+from voxline.integrations.providers import local_factories as local
 from voxline.integrations.providers.local import manifest
-from voxline.integrations.providers.local.first_clause import use_first_clause
+from voxline.integrations.providers.local_factories import DEFAULT_MODELS, model_name
 from voxline.spec import AgentSpec, LLMBlock, ProviderBlock, STTBlock, TTSBlock
 
-DEFAULT_MODELS = {"whisper": "whisper-base", "llama": "qwen2.5-coder-0.5b-instruct", "piper": "piper-en-us"}
+__all__ = ["DEFAULT_MODELS", "PROVIDERS", "Provider", "build_llm", "build_stt", "build_tts",
+           "check_providers", "describe_providers", "model_name"]
 
 
 @dataclass(frozen=True)
@@ -30,37 +36,49 @@ class Provider:
     secret: str | None = None  # env var that must be set
     local_model: bool = False
     requires_base_url: bool = False
+    factory: Callable[..., Any] | None = None  # (block, **kind-specific arguments) -> service
+    describe: Callable[[Any], str] | None = None  # block -> the model/voice it will use
 
 
 PROVIDERS: dict[str, Provider] = {
-    "stt:whisper": Provider("stt", "local", local_model=True),
-    "stt:deepgram": Provider("stt", "deepgram", secret="DEEPGRAM_API_KEY"),
-    "stt:openai": Provider("stt", "openai", secret="OPENAI_API_KEY"),
-    "llm:llama": Provider("llm", "local", local_model=True),
-    "llm:openai": Provider("llm", "openai", secret="OPENAI_API_KEY"),
-    "llm:openai_compatible": Provider("llm", "openai", requires_base_url=True),
-    "llm:anthropic": Provider("llm", "anthropic", secret="ANTHROPIC_API_KEY"),
-    "tts:piper": Provider("tts", "piper", local_model=True),
-    "tts:espeak": Provider("tts", "local"),
-    "tts:elevenlabs": Provider("tts", "elevenlabs", secret="ELEVENLABS_API_KEY"),
-    "tts:openai": Provider("tts", "openai", secret="OPENAI_API_KEY"),
+    "stt:whisper": Provider("stt", "local", local_model=True,
+                            factory=local.build_whisper, describe=local.describe_local),
+    "stt:deepgram": Provider("stt", "deepgram", secret="DEEPGRAM_API_KEY",
+                             factory=deepgram.build_stt, describe=deepgram.describe_stt),
+    "stt:openai": Provider("stt", "openai", secret="OPENAI_API_KEY",
+                           factory=openai.build_stt, describe=openai.describe_stt),
+    "llm:llama": Provider("llm", "local", local_model=True,
+                          factory=local.build_llama, describe=local.describe_local),
+    "llm:openai": Provider("llm", "openai", secret="OPENAI_API_KEY",
+                           factory=openai.build_llm, describe=openai.describe_llm),
+    "llm:openai_compatible": Provider("llm", "openai", requires_base_url=True,
+                                      factory=openai.build_llm, describe=openai.describe_llm),
+    "llm:anthropic": Provider("llm", "anthropic", secret="ANTHROPIC_API_KEY",
+                              factory=anthropic.build_llm, describe=anthropic.describe_llm),
+    "tts:piper": Provider("tts", "piper", local_model=True,
+                          factory=local.build_piper, describe=local.describe_piper),
+    "tts:espeak": Provider("tts", "local", factory=local.build_espeak, describe=local.describe_espeak),
+    "tts:elevenlabs": Provider("tts", "elevenlabs", secret="ELEVENLABS_API_KEY",
+                               factory=elevenlabs.build_tts, describe=elevenlabs.describe_tts),
+    "tts:openai": Provider("tts", "openai", secret="OPENAI_API_KEY",
+                           factory=openai.build_tts, describe=openai.describe_tts),
 }
 
 
-def _secret(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise MissingSecretError(f"environment variable {name} is not set")
-    return value
+def _blocks(spec: AgentSpec) -> tuple[tuple[str, ProviderBlock], ...]:
+    return (("stt", spec.stt), ("llm", spec.llm), ("tts", spec.tts))
 
 
-def model_name(block: ProviderBlock) -> str:
-    return block.model or DEFAULT_MODELS[block.provider]
+def _provider(kind: str, block: ProviderBlock) -> Provider:
+    provider = PROVIDERS.get(f"{kind}:{block.provider}")
+    if provider is None or provider.factory is None:
+        raise VoxlineError(f"unknown {kind} provider {block.provider!r}")
+    return provider
 
 
 def check_providers(spec: AgentSpec) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
-    for kind, block in (("stt", spec.stt), ("llm", spec.llm), ("tts", spec.tts)):
+    for kind, block in _blocks(spec):
         provider = PROVIDERS.get(f"{kind}:{block.provider}")
         if provider is None:
             known = sorted(k.split(":")[1] for k in PROVIDERS if k.startswith(kind))
@@ -77,108 +95,32 @@ def check_providers(spec: AgentSpec) -> list[tuple[str, str]]:
                 manifest.resolve(model_name(block))
             except ModelMissingError as e:
                 if kind == "tts" and block.provider == "piper":
-                    continue  # Piper falls back to espeak-ng; see build_tts
+                    continue  # Piper falls back to espeak-ng; see local_factories.build_piper
                 problems.append((f"{kind}.model", str(e)))
     return problems
 
 
+def describe_providers(spec: AgentSpec) -> list[tuple[str, str, str]]:
+    """(kind, provider, the model/voice it will use) for each of the spec's providers."""
+    rows = []
+    for kind, block in _blocks(spec):
+        provider = PROVIDERS.get(f"{kind}:{block.provider}")
+        used = provider.describe(block) if provider and provider.describe else "unknown provider"
+        rows.append((kind, block.provider, used))
+    return rows
+
+
 def build_stt(block: STTBlock, language: str, sample_rate: int | None = None) -> Any:
-    if block.provider == "whisper":
-        require("faster_whisper", "local")
-        from voxline.integrations.providers.local.whisper import LocalWhisperSTTService
-
-        root = manifest.resolve(model_name(block))
-        return LocalWhisperSTTService(
-            device="cpu", compute_type=block.options.get("compute_type", "int8"),
-            beam_size=block.options.get("beam_size", 1),
-            settings=LocalWhisperSTTService.Settings(
-                model=str(root), language=language,
-                no_speech_prob=block.options.get("no_speech_prob", 0.6),
-            ),
-        )
-    if block.provider == "deepgram":
-        require("deepgram", "deepgram")
-        from pipecat.services.deepgram.stt import DeepgramSTTService
-
-        return DeepgramSTTService(api_key=_secret("DEEPGRAM_API_KEY"), base_url=block.base_url or "",
-                                  **block.options)
-    if block.provider == "openai":
-        from pipecat.services.openai.stt import OpenAISTTService
-
-        return OpenAISTTService(api_key=_secret("OPENAI_API_KEY"), base_url=block.base_url,
-                                **block.options)
-    raise VoxlineError(f"unknown stt provider {block.provider!r}")
+    """``sample_rate``: the rate of the audio the service receives (None: the pipeline's)."""
+    return _provider("stt", block).factory(block, language=language, sample_rate=sample_rate)  # type: ignore[misc]
 
 
 def build_llm(block: LLMBlock, *, max_tool_calls_per_turn: int) -> Any:
-    from pipecat.services.openai.llm import OpenAILLMService
-
-    settings = OpenAILLMService.Settings(
-        model=block.model, temperature=block.temperature, max_tokens=block.max_tokens
-    )
-    if block.provider == "llama":
-        require("llama_cpp", "local")
-        from voxline.integrations.providers.local.llama import LlamaCppLLMService
-
-        root = manifest.resolve(model_name(block))
-        gguf = next(root.glob("*.gguf"))
-        return LlamaCppLLMService(
-            model_path=gguf, settings=settings, max_tool_calls_per_turn=max_tool_calls_per_turn,
-            n_ctx=block.options.get("n_ctx", 4096), n_threads=block.options.get("n_threads", 2),
-        )
-    if block.provider in ("openai", "openai_compatible"):
-        key = os.environ.get("OPENAI_API_KEY", "none") if block.provider == "openai_compatible" \
-            else _secret("OPENAI_API_KEY")
-        return OpenAILLMService(api_key=key, base_url=block.base_url, settings=settings)
-    if block.provider == "anthropic":
-        anthropic = require("anthropic", "anthropic")
-        from pipecat.services.anthropic.llm import AnthropicLLMService
-
-        key = _secret("ANTHROPIC_API_KEY")
-        client = anthropic.AsyncAnthropic(api_key=key, base_url=block.base_url) if block.base_url else None
-        return AnthropicLLMService(
-            api_key=key, client=client,
-            settings=AnthropicLLMService.Settings(model=block.model, temperature=block.temperature,
-                                                  max_tokens=block.max_tokens),
-        )
-    raise VoxlineError(f"unknown llm provider {block.provider!r}")
+    return _provider("llm", block).factory(block, max_tool_calls_per_turn=max_tool_calls_per_turn)  # type: ignore[misc]
 
 
 def build_tts(block: TTSBlock) -> Any:
-    if block.provider == "piper":
-        try:
-            require("piper", "piper")
-            root = manifest.resolve(model_name(block))
-        except (ModelMissingError, ImportError):
-            # Piper is GPL and optional: without it the agent still speaks, robotically.
-            return _espeak(block)
-        from pipecat.services.piper.tts import PiperTTSService
-
-        voice = next(root.glob("*.onnx")).stem
-        return use_first_clause(
-            PiperTTSService(download_dir=root, settings=PiperTTSService.Settings(voice=voice)))
-    if block.provider == "espeak":
-        return _espeak(block)
-    if block.provider == "elevenlabs":
-        # Pipecat speaks ElevenLabs' websocket API itself: no vendor SDK to guard.
-        from pipecat.services.elevenlabs.tts import ElevenLabsTTSService
-
-        return ElevenLabsTTSService(
-            api_key=_secret("ELEVENLABS_API_KEY"), voice_id=block.voice,
-            url=block.base_url or "wss://api.elevenlabs.io", **block.options,
-        )
-    if block.provider == "openai":
-        from pipecat.services.openai.tts import OpenAITTSService
-
-        return OpenAITTSService(api_key=_secret("OPENAI_API_KEY"), base_url=block.base_url,
-                                **block.options)
-    raise VoxlineError(f"unknown tts provider {block.provider!r}")
-
-
-def _espeak(block: TTSBlock) -> Any:
-    from voxline.integrations.providers.local.espeak import EspeakTTSService
-
-    return use_first_clause(EspeakTTSService(voice=block.options.get("espeak_voice", "en-us")))
+    return _provider("tts", block).factory(block)  # type: ignore[misc]
 
 
 BUILDERS: dict[str, Callable[..., Any]] = {"stt": build_stt, "llm": build_llm, "tts": build_tts}

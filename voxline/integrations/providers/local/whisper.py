@@ -1,27 +1,75 @@
-"""Pipecat's faster-whisper service, with the decoding options a phone call wants.
+"""Pipecat's faster-whisper service on the process's shared model, fed 16 kHz audio.
 
-Pipecat calls ``WhisperModel.transcribe`` with faster-whisper's defaults (beam search
-of 5). Greedy decoding is about twice as fast on CPU for the short utterances of a
-call at nearly the same accuracy, and pipecat offers no option for it, so the loaded
-model's ``transcribe`` gets our defaults bound in.
+Three differences from ``WhisperSTTService``:
+- the model comes from model_cache (pipecat loads one per service, 1–2.5 s and
+  ~150 MB per call);
+- a segment is resampled to the 16 kHz Whisper was trained on: pipecat hands it over
+  at the pipeline's rate, and 8 kHz phone audio read as 16 kHz is unintelligible;
+- decoding is greedy and without conditioning on previous text, passed in our own
+  ``transcribe`` call (pipecat's uses beam search of 5, about twice as slow on CPU for
+  the short utterances of a call at nearly the same accuracy). Nothing is bound onto
+  the shared model, so a service holds the model and the model holds nothing back.
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
+from collections.abc import AsyncGenerator
 from typing import Any
 
+import numpy as np
+import soxr
+from pipecat.frames.frames import ErrorFrame, Frame, TranscriptionFrame
 from pipecat.services.whisper.stt import WhisperSTTService
+from pipecat.utils.time import time_now_iso8601
+from pipecat.utils.types import assert_given, require_given
+
+from voxline.integrations.providers.local import model_cache
+
+WHISPER_RATE = 16000
 
 
 class LocalWhisperSTTService(WhisperSTTService):
-    def __init__(self, *, beam_size: int = 1, **kwargs: Any):
+    def __init__(self, *, beam_size: int = 1, cpu_threads: int = 0, num_workers: int = 1, **kwargs: Any):
         self._beam_size = beam_size
-        super().__init__(**kwargs)
+        self._cpu_threads = cpu_threads
+        self._num_workers = num_workers
+        super().__init__(**kwargs)  # calls _load
 
     def _load(self) -> None:
-        super()._load()
-        model = self._model
-        model.transcribe = functools.partial(  # type: ignore[method-assign]
-            model.transcribe, beam_size=self._beam_size, condition_on_previous_text=False
+        self._model = model_cache.whisper(
+            require_given(self._settings.model, "Whisper model"), device=self._device,
+            compute_type=self._compute_type, cpu_threads=self._cpu_threads, num_workers=self._num_workers,
         )
+        unsupported = self._unsupported_language()
+        if unsupported:
+            raise ValueError(unsupported)
+
+    def _transcribe(self, audio: bytes, rate: int) -> list[Any]:
+        samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
+        if rate and rate != WHISPER_RATE:
+            samples = soxr.resample(samples, rate, WHISPER_RATE, quality="HQ").astype(np.float32)
+        assert self._model is not None
+        segments, _ = self._model.transcribe(
+            samples,
+            language=assert_given(self._settings.language),
+            hotwords=assert_given(self._settings.hotwords),
+            initial_prompt=assert_given(self._settings.initial_prompt),
+            beam_size=self._beam_size,
+            condition_on_previous_text=False,
+        )
+        return list(segments)  # decoding is lazy: consume it here, in the worker thread
+
+    async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
+        if not self._model:
+            yield ErrorFrame("Whisper model not available")
+            return
+        await self.start_processing_metrics()
+        segments = await asyncio.to_thread(self._transcribe, audio, self.sample_rate)
+        threshold = assert_given(self._settings.no_speech_prob)
+        text = "".join(f"{s.text} " for s in segments if threshold is None or s.no_speech_prob < threshold)
+        await self.stop_processing_metrics()
+        if text:
+            language = assert_given(self._settings.language)
+            await self._handle_transcription(text, True, language)  # type: ignore[arg-type]
+            yield TranscriptionFrame(text, self._user_id, time_now_iso8601(), language)  # type: ignore[arg-type]

@@ -1,0 +1,28 @@
+"""Anthropic: Claude as the call's LLM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from voxline.extras import require
+from voxline.integrations.providers.common import describe, given, secret
+from voxline.spec import LLMBlock
+
+
+def build_llm(block: LLMBlock, *, max_tool_calls_per_turn: int) -> Any:
+    anthropic = require("anthropic", "anthropic")
+    from pipecat.services.anthropic.llm import AnthropicLLMService
+
+    key = secret("ANTHROPIC_API_KEY")
+    # Pipecat takes no base URL for Anthropic, only a client of our own.
+    client = anthropic.AsyncAnthropic(api_key=key, base_url=block.base_url) if block.base_url else None
+    return AnthropicLLMService(
+        api_key=key, client=client,
+        settings=AnthropicLLMService.Settings(**given(block, "model", "temperature", "max_tokens")),
+    )
+
+
+def describe_llm(block: LLMBlock) -> str:
+    from pipecat.services.anthropic.llm import AnthropicLLMService
+
+    return describe(block, AnthropicLLMService)

@@ -1,0 +1,108 @@
+"""One loaded GGUF model, shared by every call of the process.
+
+llama.cpp is not re-entrant: whoever generates holds ``lock``. The context keeps the
+tokens it evaluated last, so a prompt that extends them costs only its new tokens.
+Calls interleave, though, and every agent's prompt starts with its own system prompt
+and tools; so the state of each evaluated agent prefix (the KV cells of sequence 0,
+not llama-cpp-python's whole state with its logits buffer, which is ~300 MB for this
+vocabulary) is kept, and a prompt that shares more with a kept prefix than with the
+context resumes from it instead of evaluating the prefix again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxline.extras import require
+
+KEPT_PREFIXES = 8  # agents whose prefix stays ready; ~12 KB a token each for a 0.5B model
+MIN_GAIN = 32  # tokens: below this, evaluating beats copying the state back
+
+
+class LoadedLlama:
+    def __init__(self, path: Path, n_ctx: int, n_threads: int):
+        llama_cpp = require("llama_cpp", "local")
+        self.path = path
+        self.llama = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        self._api = llama_cpp.llama_cpp
+        self._grammar_cls = llama_cpp.LlamaGrammar
+        self.lock = threading.Lock()
+        self._grammars: dict[str, Any] = {}
+        self._prefixes: OrderedDict[tuple[int, ...], Snapshot] = OrderedDict()
+        self.resumed = 0  # how often a kept prefix was restored (tests, metrics)
+
+    def grammar(self, gbnf: str) -> Any:
+        if gbnf not in self._grammars:
+            self._grammars[gbnf] = self._grammar_cls.from_string(gbnf, verbose=False)
+        return self._grammars[gbnf]
+
+    def tokens(self, text: str) -> list[int]:
+        return self.llama.tokenize(text.encode(), add_bos=False, special=True)
+
+    # The methods below must be called with ``lock`` held.
+
+    def snapshot(self) -> Snapshot | None:
+        """The state of what the context holds now."""
+        llama = self.llama
+        tokens = tuple(int(t) for t in llama._input_ids)
+        if not tokens:
+            return None
+        ctx = llama._ctx.ctx
+        size = self._api.llama_state_seq_get_size(ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        written = self._api.llama_state_seq_get_data(ctx, buf, size, 0)
+        return Snapshot(tokens, ctypes.string_at(buf, written))
+
+    def keep_prefix(self) -> None:
+        """Keep what the context holds now (an agent's evaluated prefix) for every call."""
+        snap = self.snapshot()
+        if snap is None:
+            return
+        self._prefixes.pop(snap.tokens, None)
+        self._prefixes[snap.tokens] = snap
+        while len(self._prefixes) > KEPT_PREFIXES:
+            self._prefixes.popitem(last=False)
+
+    def resume(self, prompt: list[int], own: Snapshot | None = None) -> None:
+        """Before evaluating ``prompt``: restore the kept state that saves the most work
+        (a call's ``own`` last state or an agent prefix); generation trims what differs."""
+        llama = self.llama
+        best, best_len = None, _common(llama._input_ids, prompt) + MIN_GAIN
+        for snap in [*self._prefixes.values(), *([own] if own else [])]:
+            n = _common(snap.tokens, prompt)
+            if n >= best_len:
+                best, best_len = snap, n
+        if best is None:
+            return
+        if best.tokens in self._prefixes:
+            self._prefixes.move_to_end(best.tokens)
+        llama._ctx.kv_cache_clear()
+        src = (ctypes.c_uint8 * len(best.data)).from_buffer_copy(best.data)
+        if self._api.llama_state_seq_set_data(llama._ctx.ctx, src, len(best.data), 0) == 0:
+            llama.reset()  # nothing usable is left in the context: evaluate from scratch
+            return
+        llama.input_ids[: len(best.tokens)] = best.tokens
+        llama.n_tokens = len(best.tokens)
+        llama._requires_eval = True  # the logits buffer is not restored: re-evaluate one token
+        self.resumed += 1
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    tokens: tuple[int, ...]
+    data: bytes
+
+
+def _common(a: Any, b: Any) -> int:
+    """Length of the common prefix of two token sequences."""
+    x, y = np.asarray(a), np.asarray(b)
+    n = min(len(x), len(y))
+    differ = np.flatnonzero(x[:n] != y[:n])
+    return int(differ[0]) if differ.size else n

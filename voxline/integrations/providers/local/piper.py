@@ -1,0 +1,28 @@
+"""Pipecat's Piper service on the process's shared voice.
+
+``PiperTTSService`` loads its voice in its constructor (~0.2 s and ~60 MB per call);
+synthesis itself (its ``run_tts``) only reads ``self._voice``, so this subclass sets
+that from model_cache and skips the load. Piper is GPL-3.0 and an optional extra:
+import this module only when the ``piper`` package is installed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipecat.services.piper.tts import PiperTTSService
+from pipecat.services.tts_service import TTSService
+
+from voxline.integrations.providers.local import model_cache
+
+
+class SharedPiperTTSService(PiperTTSService):
+    def __init__(self, *, voice_path: Path, settings: PiperTTSService.Settings | None = None,
+                 **kwargs: Any) -> None:
+        store = self.Settings(model=None, voice=Path(voice_path).stem, language=None)
+        if settings is not None:
+            store.apply_update(settings)
+        # PiperTTSService.__init__ would load the voice again: set up its parent instead.
+        TTSService.__init__(self, push_start_frame=True, push_stop_frames=True, settings=store, **kwargs)
+        self._voice = model_cache.piper_voice(voice_path)
