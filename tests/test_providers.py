@@ -6,7 +6,7 @@ import pytest
 
 from voxline.errors import MissingExtraError
 from voxline.extras import require
-from voxline.integrations.providers import registry
+from voxline.integrations.providers import local_factories, registry
 from voxline.integrations.providers.local.espeak import EspeakTTSService
 from voxline.pipelines.builder import turn_strategies
 from voxline.spec import TTSBlock, parse_spec
@@ -18,14 +18,14 @@ def test_a_missing_extra_names_itself():
 
 
 def test_without_piper_the_agent_speaks_with_espeak(monkeypatch):
-    real_require = registry.require
+    real_require = local_factories.require
 
     def no_piper(module: str, extra: str):
         if module == "piper":
             raise MissingExtraError("piper is not installed")
         return real_require(module, extra)
 
-    monkeypatch.setattr(registry, "require", no_piper)
+    monkeypatch.setattr(local_factories, "require", no_piper)
     assert isinstance(registry.build_tts(TTSBlock(provider="piper")), EspeakTTSService)
 
 

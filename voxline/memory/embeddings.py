@@ -99,10 +99,10 @@ class LocalMiniLM:
 
 def local_embedder() -> LocalMiniLM:
     """The process-wide local model (loading and hashing it once), shared with every
-    other user of the process's models (model_cache, preloading)."""
-    from voxline.integrations.providers.local import model_cache
+    other user of the process's models (shared, preloading)."""
+    from voxline.integrations.providers.local import shared
 
-    return model_cache.embedder()  # type: ignore[no-any-return]
+    return shared.embedder()  # type: ignore[no-any-return]
 
 
 class OpenAIEmbedder:

@@ -1,7 +1,7 @@
 """The local providers: Whisper, llama.cpp, Piper and espeak-ng, on this machine's CPU.
 
 Each factory builds a light per-call service over the process's loaded model
-(local/model_cache.py); with the models loaded (local/preload.py), building one
+(local/shared.py); with the models loaded (shared.apreload), building one
 takes milliseconds. Model names are manifest entries (local/models.json).
 """
 
@@ -25,7 +25,7 @@ def model_name(block: ProviderBlock) -> str:
 
 
 def whisper_options(block: STTBlock) -> dict[str, Any]:
-    """The options that select the loaded model object (model_cache.whisper's key)."""
+    """The options that select the loaded model object (shared.whisper's key)."""
     o = block.options
     return {"device": "cpu", "compute_type": o.get("compute_type", "int8"),
             "cpu_threads": o.get("cpu_threads", 0), "num_workers": o.get("num_workers", 1)}

@@ -65,8 +65,14 @@ PROVIDERS: dict[str, Provider] = {
 }
 
 
-def _blocks(spec: AgentSpec) -> tuple[tuple[str, ProviderBlock], ...]:
-    return (("stt", spec.stt), ("llm", spec.llm), ("tts", spec.tts))
+def _blocks(spec: AgentSpec) -> list[tuple[str, str, ProviderBlock]]:
+    """(kind, field path, block) of every block, primaries then their fallbacks in order."""
+    rows = []
+    for kind in ("stt", "llm", "tts"):
+        rows.append((kind, kind, getattr(spec, kind)))
+        for i, block in enumerate(getattr(spec, f"{kind}_fallbacks", ())):
+            rows.append((kind, f"{kind}_fallbacks.{i}", block))
+    return rows
 
 
 def _provider(kind: str, block: ProviderBlock) -> Provider:
@@ -78,32 +84,33 @@ def _provider(kind: str, block: ProviderBlock) -> Provider:
 
 def check_providers(spec: AgentSpec) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
-    for kind, block in _blocks(spec):
+    for kind, path, block in _blocks(spec):
         provider = PROVIDERS.get(f"{kind}:{block.provider}")
         if provider is None:
             known = sorted(k.split(":")[1] for k in PROVIDERS if k.startswith(kind))
-            problems.append((f"{kind}.provider", f"unknown {kind} provider {block.provider!r}; "
+            problems.append((f"{path}.provider", f"unknown {kind} provider {block.provider!r}; "
                              f"known: {', '.join(known)}"))
             continue
         if provider.secret and not os.environ.get(provider.secret):
-            problems.append((f"{kind}.provider", f"{block.provider} needs the environment "
+            problems.append((f"{path}.provider", f"{block.provider} needs the environment "
                              f"variable {provider.secret}, which is not set"))
         if provider.requires_base_url and not block.base_url:
-            problems.append((f"{kind}.base_url", f"{block.provider} needs base_url"))
+            problems.append((f"{path}.base_url", f"{block.provider} needs base_url"))
         if provider.local_model:
             try:
                 manifest.resolve(model_name(block))
             except ModelMissingError as e:
                 if kind == "tts" and block.provider == "piper":
                     continue  # Piper falls back to espeak-ng; see local_factories.build_piper
-                problems.append((f"{kind}.model", str(e)))
+                problems.append((f"{path}.model", str(e)))
     return problems
 
 
 def describe_providers(spec: AgentSpec) -> list[tuple[str, str, str]]:
-    """(kind, provider, the model/voice it will use) for each of the spec's providers."""
+    """(kind, provider, the model/voice it will use) for each of the spec's providers,
+    fallbacks after their primary."""
     rows = []
-    for kind, block in _blocks(spec):
+    for kind, _, block in _blocks(spec):
         provider = PROVIDERS.get(f"{kind}:{block.provider}")
         used = provider.describe(block) if provider and provider.describe else "unknown provider"
         rows.append((kind, block.provider, used))

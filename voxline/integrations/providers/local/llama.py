@@ -9,7 +9,7 @@ no grammar overhead.
 
 The service reuses Pipecat's OpenAI service for everything around generation
 (context, tool-call bookkeeping, metrics) and only replaces the network call with
-OpenAI-shaped chunks made locally. The model is the process's (model_cache.llama),
+OpenAI-shaped chunks made locally. The model is the process's (shared.llama),
 used by one call at a time; each call keeps the state of its last answer, so when
 calls take turns a call resumes where it stopped instead of evaluating its whole
 conversation again.
@@ -28,7 +28,7 @@ from openai.types.chat import ChatCompletionChunk
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
-from voxline.integrations.providers.local import model_cache
+from voxline.integrations.providers.local import shared
 from voxline.integrations.providers.local.llama_model import LoadedLlama, Snapshot
 from voxline.integrations.providers.local.llama_prompt import (
     END,
@@ -56,7 +56,7 @@ class _Model:
 
     @staticmethod
     def get(path: Path, n_ctx: int, n_threads: int) -> LoadedLlama:
-        return model_cache.llama(path, n_ctx=n_ctx, n_threads=n_threads)  # type: ignore[no-any-return]
+        return shared.llama(path, n_ctx=n_ctx, n_threads=n_threads)  # type: ignore[no-any-return]
 
 
 def _number(value: Any, default: float) -> Any:
@@ -88,12 +88,17 @@ class LlamaCppLLMService(OpenAILLMService):
         self._last: Snapshot | None = None  # this call's state after its last answer
         self.set_full_model_name(self._model_path.name)
 
+    def create_client(self, *args: Any, **kwargs: Any) -> Any:
+        # Generation never goes over the network; an OpenAI client would cost ~20 ms of
+        # TLS setup for every call.
+        return None
+
     def can_generate_metrics(self) -> bool:
         return True
 
     def _loaded(self) -> LoadedLlama:
         if self._model is None:
-            self._model = model_cache.llama(self._model_path, n_ctx=self._n_ctx, n_threads=self._n_threads)
+            self._model = shared.llama(self._model_path, n_ctx=self._n_ctx, n_threads=self._n_threads)
         return self._model
 
     async def warm_up(self, context: LLMContext) -> None:

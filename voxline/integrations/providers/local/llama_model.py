@@ -38,6 +38,13 @@ class LoadedLlama:
         self._prefixes: OrderedDict[tuple[int, ...], Snapshot] = OrderedDict()
         self.resumed = 0  # how often a kept prefix was restored (tests, metrics)
 
+    def close(self) -> None:
+        if self.lock.acquire(timeout=1):  # a generation still running keeps its model
+            try:
+                self.llama.close()
+            finally:
+                self.lock.release()
+
     def grammar(self, gbnf: str) -> Any:
         if gbnf not in self._grammars:
             self._grammars[gbnf] = self._grammar_cls.from_string(gbnf, verbose=False)

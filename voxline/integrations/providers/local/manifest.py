@@ -146,6 +146,7 @@ def resolve(name: str) -> Path:
     entry = manifest[name]
     root = models_dir() / name
     cache = _verified_cache()
+    known = dict(cache)
     try:
         for f in entry.files:
             dest = root / f.name
@@ -159,7 +160,8 @@ def resolve(name: str) -> Path:
                     f"the pinned one. Reinstall with: {entry.install_hint}"
                 )
     finally:
-        _remember_verified(cache)
+        if cache != known:  # resolve runs for every call: write only what is new
+            _remember_verified(cache)
     return root
 
 

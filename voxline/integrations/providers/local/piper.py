@@ -2,7 +2,7 @@
 
 ``PiperTTSService`` loads its voice in its constructor (~0.2 s and ~60 MB per call);
 synthesis itself (its ``run_tts``) only reads ``self._voice``, so this subclass sets
-that from model_cache and skips the load. Piper is GPL-3.0 and an optional extra:
+that from local/shared.py and skips the load. Piper is GPL-3.0 and an optional extra:
 import this module only when the ``piper`` package is installed.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from pipecat.services.piper.tts import PiperTTSService
 from pipecat.services.tts_service import TTSService
 
-from voxline.integrations.providers.local import model_cache
+from voxline.integrations.providers.local import shared
 
 
 class SharedPiperTTSService(PiperTTSService):
@@ -25,4 +25,4 @@ class SharedPiperTTSService(PiperTTSService):
             store.apply_update(settings)
         # PiperTTSService.__init__ would load the voice again: set up its parent instead.
         TTSService.__init__(self, push_start_frame=True, push_stop_frames=True, settings=store, **kwargs)
-        self._voice = model_cache.piper_voice(voice_path)
+        self._voice = shared.piper_voice(voice_path)

@@ -1,7 +1,7 @@
 """Pipecat's faster-whisper service on the process's shared model, fed 16 kHz audio.
 
 Three differences from ``WhisperSTTService``:
-- the model comes from model_cache (pipecat loads one per service, 1–2.5 s and
+- the model comes from local/shared.py (pipecat loads one per service, 1–2.5 s and
   ~150 MB per call);
 - a segment is resampled to the 16 kHz Whisper was trained on: pipecat hands it over
   at the pipeline's rate, and 8 kHz phone audio read as 16 kHz is unintelligible;
@@ -24,7 +24,7 @@ from pipecat.services.whisper.stt import WhisperSTTService
 from pipecat.utils.time import time_now_iso8601
 from pipecat.utils.types import assert_given, require_given
 
-from voxline.integrations.providers.local import model_cache
+from voxline.integrations.providers.local import shared
 
 WHISPER_RATE = 16000
 
@@ -37,7 +37,7 @@ class LocalWhisperSTTService(WhisperSTTService):
         super().__init__(**kwargs)  # calls _load
 
     def _load(self) -> None:
-        self._model = model_cache.whisper(
+        self._model = shared.whisper(
             require_given(self._settings.model, "Whisper model"), device=self._device,
             compute_type=self._compute_type, cpu_threads=self._cpu_threads, num_workers=self._num_workers,
         )
