@@ -184,8 +184,11 @@ def call(
 db_app = typer.Typer(help="The call database ($DATABASE_URL; SQLite ./var/voxline.db by default).",
                      no_args_is_help=True)
 memory_app = typer.Typer(help="What agents remember about callers.", no_args_is_help=True)
+calls_app = typer.Typer(help="Calls: transcripts, tool calls, latencies, providers, cost.",
+                        no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(memory_app, name="memory")
+app.add_typer(calls_app, name="calls")
 
 _DB = typer.Option(envvar="DATABASE_URL", help="postgresql+asyncpg://... or a SQLite path/URL.")
 _TENANT = typer.Option(help="Tenant the caller belongs to.")
@@ -229,6 +232,45 @@ def memory_forget(
     from voxline.memory.cli_commands import memory_forget as forget
 
     typer.echo(json.dumps(forget(database_url, tenant, caller)))
+
+
+@calls_app.command("list")
+def calls_list(
+    agent: Annotated[str | None, typer.Option(help="Only this agent's calls.")] = None,
+    status: Annotated[str | None, typer.Option(help="completed | dropped | failed | in-progress ...")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    tenant: Annotated[str, _TENANT] = "default",
+    database_url: Annotated[str | None, _DB] = None,
+) -> None:
+    """The latest calls, newest first."""
+    from voxline.memory.call_views import calls_list as list_calls
+
+    rows = list_calls(database_url, tenant, agent=agent, status=status, limit=limit)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['id']}  {r['started_at'][:19]}  {r['agent']:<14} {r['status']:<11} "
+                   f"{r['end_reason'] or '-':<15} {r['duration_secs'] or 0:>7.1f} s  ${r['cost_usd'] or 0:.4f}")
+
+
+@calls_app.command("show")
+def calls_show(
+    call_id: Annotated[str, typer.Argument(help="The call's id (a CallSid for phone calls).")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    tenant: Annotated[str, _TENANT] = "default",
+    database_url: Annotated[str | None, _DB] = None,
+) -> None:
+    """One call: what was said and heard, tool calls, latencies, providers and cost."""
+    from voxline.memory.call_views import calls_show as show
+    from voxline.memory.call_views import render
+
+    call = show(database_url, tenant, call_id)
+    if call is None:
+        typer.echo(f"no call {call_id!r} in tenant {tenant!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(call, indent=2, default=str) if as_json else render(call))
 
 
 def main() -> None:  # pragma: no cover

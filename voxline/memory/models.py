@@ -74,6 +74,7 @@ class Call(Base):
     answered_by: Mapped[str | None] = mapped_column(sa.String(32))  # Twilio AMD verdict
     transfer_to: Mapped[str | None] = mapped_column(sa.String(255))
     transport_stats: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # the turns' usage, summed
 
 
 class Turn(Base):
@@ -89,6 +90,9 @@ class Turn(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     interrupted: Mapped[bool] = mapped_column(sa.Boolean(), default=False)
     latency_ms: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # see voxline.pricing
+    providers: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # stage -> provider, model
+    cost_usd: Mapped[float | None] = mapped_column(sa.Float())
 
 
 class ToolCall(Base):

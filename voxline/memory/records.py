@@ -62,6 +62,9 @@ class TurnRecord:
     ended_at: datetime | None = None
     interrupted: bool = False
     latency_ms: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, float] = field(default_factory=dict)
+    providers: dict[str, Any] = field(default_factory=dict)
+    cost_usd: float | None = None
 
 
 @dataclass
@@ -96,6 +99,7 @@ class CallRecord:
     answered_by: str | None = None
     transfer_to: str | None = None
     transport_stats: dict[str, Any] | None = None
+    usage: dict[str, Any] | None = None
     turns: list[TurnRecord] = field(default_factory=list)
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
 

@@ -229,6 +229,9 @@ class Store(MemoryRowsMixin):
         ended_at: datetime | None,
         interrupted: bool,
         latency_ms: dict[str, float] | None,
+        usage: dict[str, float] | None = None,
+        providers: dict[str, Any] | None = None,
+        cost_usd: float | None = None,
     ) -> None:
         values = dict(
             role=role,
@@ -238,6 +241,9 @@ class Store(MemoryRowsMixin):
             ended_at=ended_at,
             interrupted=interrupted,
             latency_ms=latency_ms or {},
+            usage=usage or None,
+            providers=providers or None,
+            cost_usd=cost_usd,
         )
         async with self._tx() as conn:
             await conn.execute(
@@ -288,10 +294,19 @@ class Store(MemoryRowsMixin):
         """Close a call. The first close wins ("transferred" beats a later "dropped");
         later ones still add latency figures, cost and transport counters."""
         async with self._tx() as conn:
-            lat = await conn.execute(sa.select(Turn.latency_ms).where(Turn.call_id == call_id))
-            values: dict[str, Any] = dict(latency_stats=latency_stats([r[0] or {} for r in lat]))
-            if cost_usd is not None:
-                values["cost_usd"] = cost_usd
+            rows = (await conn.execute(
+                sa.select(Turn.latency_ms, Turn.usage, Turn.cost_usd).where(Turn.call_id == call_id)
+            )).all()
+            values: dict[str, Any] = dict(latency_stats=latency_stats([r[0] or {} for r in rows]))
+            usage: dict[str, float] = {}
+            for row in rows:
+                for key, amount in (row[1] or {}).items():
+                    usage[key] = round(usage.get(key, 0.0) + float(amount), 3)
+            if usage:
+                values["usage"] = usage
+            turn_costs = [r[2] for r in rows if r[2] is not None]
+            if cost_usd is not None or turn_costs:
+                values["cost_usd"] = round((cost_usd or 0.0) + sum(turn_costs), 6)
             if transport_stats:
                 values["transport_stats"] = transport_stats
             await conn.execute(sa.update(Call).where(Call.id == call_id).values(**values))
@@ -464,6 +479,7 @@ def _call_record(r: Any) -> CallRecord:
         answered_by=c.answered_by,
         transfer_to=c.transfer_to,
         transport_stats=c.transport_stats,
+        usage=c.usage,
     )
 
 
@@ -477,6 +493,9 @@ def _turn_record(t: Any) -> TurnRecord:
         t.ended_at,
         bool(t.interrupted),
         t.latency_ms or {},
+        t.usage or {},
+        t.providers or {},
+        t.cost_usd,
     )
 
 

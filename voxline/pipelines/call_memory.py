@@ -108,6 +108,17 @@ def model_versions(agent: Any) -> dict[str, Any]:
     return out
 
 
+def _usage_and_cost(turn: TurnRecord) -> dict[str, Any]:
+    """A turn's usage, the providers that served it and what that cost (voxline.pricing)."""
+    from voxline.pricing import cost
+
+    usage, providers = dict(getattr(turn, "usage", {}) or {}), dict(getattr(turn, "providers", {}) or {})
+    if not usage:
+        return {"usage": None, "providers": providers or None, "cost_usd": None}
+    usd, _unpriced = cost(usage, providers)
+    return {"usage": usage, "providers": providers, "cost_usd": usd}
+
+
 def _utc(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
@@ -227,7 +238,7 @@ class CallMemory:
                 self.call_id, index=2 * turn.index, role="user", text=text, heard=None,
                 started_at=started, ended_at=started, interrupted=False, latency_ms={},
             )  # fmt: skip
-        if agent or turn.tool_calls:
+        if agent or turn.tool_calls or getattr(turn, "usage", None):
             text = self._scrub(agent)
             if text:
                 self._lines.append(Line("assistant", text))
@@ -235,7 +246,7 @@ class CallMemory:
             rec.add_turn(
                 self.call_id, index=2 * turn.index + 1, role="assistant", text=text, heard=text,
                 started_at=started, ended_at=ended, interrupted=turn.interrupted,
-                latency_ms=dict(turn.latency_ms),
+                latency_ms=dict(turn.latency_ms), **_usage_and_cost(turn),
             )  # fmt: skip
         for call in turn.tool_calls:
             rec.add_tool_call(

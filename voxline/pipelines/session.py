@@ -81,6 +81,7 @@ class CallSession:
                 audio_in_sample_rate=audio_in_sample_rate,
                 audio_out_sample_rate=audio_out_sample_rate,
                 enable_metrics=True,
+                enable_usage_metrics=True,  # per-turn usage and cost (processors/usage.py)
             ),
             observers=[self.log, *(observers or [])],
             app_resources=self,

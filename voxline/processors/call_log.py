@@ -10,6 +10,10 @@ the pipeline nothing. Latencies are measured between frames of one turn:
 - ``voice_to_voice`` (pipeline side): the VAD's end of speech → the first agent audio
   leaving the output transport. The simulated caller measures the same from the true
   end of its speech, which also counts the VAD's stop delay.
+
+Usage (STT audio seconds, LLM tokens, TTS characters) comes from Pipecat's usage
+metrics, per turn, with the provider and model that actually served it (see
+:mod:`voxline.processors.usage`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pipecat.frames.frames import (
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
+    MetricsFrame,
     TranscriptionFrame,
     TTSAudioRawFrame,
     TTSSpeakFrame,
@@ -40,6 +45,8 @@ from pipecat.services.llm_service import LLMService
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
 from pipecat.transports.base_output import BaseOutputTransport
+
+from voxline.processors.usage import add_usage
 
 
 @dataclass
@@ -63,6 +70,8 @@ class TurnRecord:
     ended_at: float | None = None
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
     latency_ms: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, float] = field(default_factory=dict)  # see voxline.pricing for the keys
+    providers: dict[str, dict[str, str | None]] = field(default_factory=dict)  # stage -> provider, model
 
 
 class CallLog(BaseObserver):
@@ -139,6 +148,8 @@ class CallLog(BaseObserver):
             self.last_activity = now
         elif isinstance(frame, InterruptionFrame) and self.bot_speaking:
             self.current.interrupted = True
+        elif isinstance(frame, MetricsFrame):
+            add_usage(self.current.usage, self.current.providers, frame, src)
 
     def _played(self, frame: object, now: float) -> None:
         """Frames the output transport passes on once their audio is played."""
