@@ -33,3 +33,20 @@ def test_smart_turn_loads_from_the_files_pipecat_ships():
     spec = parse_spec({"name": "a", "prompt": "p", "turn": {"strategy": "smart_turn"}})
     strategies = turn_strategies(spec)
     assert type(strategies.stop[0]).__name__ == "TurnAnalyzerUserTurnStopStrategy"
+
+
+@pytest.mark.models
+def test_the_shared_smart_turn_session_predicts_as_pipecats_own():
+    import numpy as np
+    from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
+
+    from voxline.audio import synthesize
+    from voxline.integrations.providers.local.smart_turn import SharedSmartTurnAnalyzerV3
+
+    speech = np.frombuffer(synthesize("I would like to book a table for two."), np.int16)
+    audio = speech.astype(np.float32) / 32768.0
+    ours, theirs = SharedSmartTurnAnalyzerV3(), LocalSmartTurnAnalyzerV3()
+    for analyzer in (ours, theirs):
+        analyzer.set_sample_rate(16000)
+    assert ours._session is SharedSmartTurnAnalyzerV3()._session
+    assert ours._predict_endpoint(audio) == pytest.approx(theirs._predict_endpoint(audio))
