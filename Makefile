@@ -2,16 +2,18 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := local,piper,openai,anthropic,deepgram,elevenlabs,twilio,postgres,redis
+EXTRAS := local,piper,openai,anthropic,deepgram,elevenlabs,twilio,postgres,redis,sip
 
 .PHONY: install install-dev system-deps demo test bench lint clean
 
 # System programs: espeak-ng (fallback voice), redis-server (live state, tests),
-# pocketsphinx-testdata (real recorded speech for tests).
+# pocketsphinx-testdata (real recorded speech for tests), sip-tester (SIPp, the far end
+# of the SIP tests).
 SYSTEM_PROGRAMS := espeak-ng redis-server
 system-deps:
 	@missing=""; \
 	for p in $(SYSTEM_PROGRAMS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	command -v sipp >/dev/null || missing="$$missing sip-tester"; \
 	[ -d /usr/share/pocketsphinx/test/data ] || missing="$$missing pocketsphinx-testdata"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \

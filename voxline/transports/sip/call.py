@@ -1,0 +1,142 @@
+"""One answered SIP call: the call host's :class:`~voxline.pipelines.call_control.CallLine`.
+
+``epoch`` / ``heard_count`` / ``wait_heard`` come from the heard-text tracker over
+the sent-audio ledger (see :mod:`.transport`); ``hang_up`` sends BYE once everything
+sent has been played, ``transfer`` sends a blind REFER. A watchdog flushes the
+jitter buffer when the caller's packets pause, feeds silence through a pause (phones
+with silence suppression send nothing), sends RTCP reports and, after
+``media_timeout_secs`` without a packet, reports the call as dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from aiosipua import DialogState, IncomingCall, SipRequest
+
+from voxline.errors import ProviderError
+from voxline.transports.twilio.heard import HeardTextTracker
+from voxline.transports.twilio.marks import MarkLedger
+
+from .outgoing import ClientRequests
+from .rtp import RtpMedia
+from .transport import SipTransport
+
+log = logging.getLogger("voxline.sip")
+
+
+def refer_uri(target: str, domain: str) -> str:
+    """A transfer target from configuration as a SIP URI: numbers go to the caller's domain."""
+    if target.lower().startswith(("sip:", "sips:", "tel:")):
+        return target
+    return f"sip:{target}@{domain}"
+
+
+@dataclass
+class SipCall:
+    call_id: str  # ours (the SIP Call-ID is the peer's and never keys anything)
+    sip: IncomingCall
+    media: RtpMedia
+    transport: SipTransport
+    ledger: MarkLedger
+    heard: HeardTextTracker
+    requests: ClientRequests
+    contact: tuple[str, int]  # our signalling address, for Via/Contact
+    media_timeout_secs: float = 30.0
+    hung_up: asyncio.Event = field(default_factory=asyncio.Event)  # the far end sent BYE
+    dropped: bool = False
+    answered_at: float = 0.0
+    _bye_sent: bool = False
+
+    # -- CallLine --------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self.ledger.epoch
+
+    @property
+    def heard_count(self) -> int:
+        return self.heard.heard_count
+
+    async def wait_heard(self, text: str, *, since: int, timeout: float) -> bool:
+        return await self.heard.wait_heard(text, since=since, timeout=timeout)
+
+    async def hang_up(self) -> None:
+        await self.ledger.wait_idle(5.0)  # the last words reached the caller's ear
+        if not await self.bye():
+            raise ProviderError("BYE was not answered", retryable=True)
+
+    async def transfer(self, target: str) -> None:
+        if self.sip.dialog.state != DialogState.CONFIRMED:
+            raise ProviderError("the call is not up", retryable=False)
+        domain = _domain(self.sip)
+        refer = self._request("REFER")
+        refer.headers.set_single("Refer-To", f"<{refer_uri(target, domain)}>")
+        refer.headers.set_single("Referred-By", f"<{self.sip.dialog.local_uri}>")
+        response = await self.requests.send(refer, self.sip.source_addr)
+        if response is None:
+            raise ProviderError("REFER was not answered", retryable=True)
+        if not 200 <= response.status_code < 300:
+            raise ProviderError.from_status(response.status_code, "REFER refused")
+
+    # -- dialog ----------------------------------------------------------------
+    def _request(self, method: str) -> SipRequest:
+        request = self.sip.dialog.create_request(method, via_host=self.contact[0], via_port=self.contact[1])
+        request.headers.set_single("Contact", f"<sip:{self.contact[0]}:{self.contact[1]}>")
+        return request
+
+    async def bye(self) -> bool:
+        """End the dialog from our side (once); True if the far end confirmed."""
+        if self._bye_sent or self.hung_up.is_set() or self.sip.dialog.state != DialogState.CONFIRMED:
+            return True
+        self._bye_sent = True
+        self.sip._stop_retransmissions()
+        bye = self._request("BYE")
+        self.sip.dialog.terminate()
+        response = await self.requests.send(bye, self.sip.source_addr)
+        return response is not None and response.status_code < 300
+
+    # -- media watchdog ------------------------------------------------------
+    async def watch(self) -> None:
+        tick = self.media.batch_bytes / 2 / 8000
+        quiet = 0
+        while True:
+            await asyncio.sleep(tick)
+            idle = time.monotonic() - self.media.last_rx
+            if idle > tick:
+                quiet += 1
+                self.media.idle_flush(fill=quiet > 1)
+            else:
+                quiet = 0
+            self.media.maybe_report()
+            if idle > self.media_timeout_secs:
+                log.warning("%s no media for %.0f s: call dropped", self.call_id, idle)
+                self.dropped = True
+                await self.transport.disconnected()
+                return
+
+    def stats(self) -> dict[str, int]:
+        m, j, out = self.media.stats, self.media.jitter.stats, self.transport.output()
+        return {
+            "media_in": m.packets_in, "media_out": m.packets_out, "dtmf": m.dtmf,
+            "malformed": m.malformed, "foreign_rtp": m.foreign, "rtcp_in": m.rtcp_in,
+            "reordered": j.reordered, "late_dropped": j.late, "lost": j.lost,
+            "audio_in_dropped": self.transport.input().audio_dropped,
+            "send_jitter_p99_ms": int(out.clock.percentile_ms(0.99)),
+            "marks_sent": self.ledger.stats.sent, "marks_retired": self.ledger.stats.retired,
+        }
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.bye()
+        self.media.close()
+
+
+def _domain(sip: IncomingCall) -> str:
+    """The caller's domain (From host), where a bare transfer number is dialed."""
+    from_addr = sip.invite.from_addr
+    host = from_addr.uri.host if from_addr is not None and from_addr.uri is not None else ""
+    return host or sip.source_addr[0]

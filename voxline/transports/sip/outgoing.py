@@ -1,0 +1,63 @@
+"""Requests we send inside a dialog (BYE, REFER): retransmitted over UDP until answered.
+
+A non-INVITE client transaction (RFC 3261 §17.1.2) in miniature: send, resend after
+T1, 2·T1, ... up to T2 until a final response arrives or ``timeout`` passes. Responses
+are matched by Call-ID, CSeq number and method.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiosipua import SipRequest, SipResponse
+
+from .wire import UdpWire
+
+T1, T2 = 0.5, 4.0
+
+
+class ClientRequests:
+    def __init__(self, wire: UdpWire) -> None:
+        self._wire = wire
+        self._waiting: dict[tuple[str, int, str], asyncio.Future[SipResponse]] = {}
+        self._provisional: set[tuple[str, int, str]] = set()
+
+    @staticmethod
+    def _key(message: SipRequest | SipResponse) -> tuple[str, int, str] | None:
+        cseq = message.cseq
+        if cseq is None or not message.call_id:
+            return None
+        return (message.call_id, cseq.seq, cseq.method.upper())
+
+    async def send(self, request: SipRequest, addr: tuple[str, int], *, timeout: float = 8.0) -> SipResponse | None:
+        """Send ``request`` to ``addr``; its final response, or None on timeout."""
+        key = self._key(request)
+        if key is None:
+            raise ValueError("request without Call-ID/CSeq")
+        future: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
+        self._waiting[key] = future
+        interval = T1
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    if key not in self._provisional:  # a 1xx stops retransmission
+                        self._wire.send(request, addr)
+                    with contextlib.suppress(TimeoutError):
+                        return await asyncio.wait_for(asyncio.shield(future), interval)
+                    interval = min(interval * 2, T2)
+        except TimeoutError:
+            return None
+        finally:
+            self._waiting.pop(key, None)
+            self._provisional.discard(key)
+
+    def on_response(self, response: SipResponse, addr: tuple[str, int]) -> None:
+        key = self._key(response)
+        future = self._waiting.get(key) if key is not None else None
+        if future is None or future.done() or key is None:
+            return
+        if response.status_code < 200:
+            self._provisional.add(key)
+        else:
+            future.set_result(response)

@@ -1,0 +1,273 @@
+"""The SIP endpoint: INVITEs in, calls handed to the call host, dialogs torn down.
+
+    server = await start_sip(host, routes.numbers, bind="0.0.0.0:5060")
+    ...
+    await server.close()
+
+Per INVITE (after :mod:`.admission` let it through): 100 Trying (aiosipua), the
+host's admission under its caps (else 486 Busy Here / 503 while draining), the record
+opened as ringing, 180 Ringing, an RTP port pair, optionally a ring delay, 200 OK with
+our SDP answer (retransmitted until ACK), then ``host.run`` until the call ends. BYE
+from the caller ends the call as ``caller_hung_up``; a CANCEL before the answer
+closes the record as ``canceled``; lost media ends it as ``dropped``; when the call
+ends on our side we send BYE. Whatever happens, the dialog's port pair and
+bookkeeping are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosipua import IncomingCall as SipInvite
+from aiosipua import SipRequest, SipUAS
+from pipecat.processors.aggregators.dtmf_aggregator import DTMFAggregator
+
+from voxline.logsafe import redact_number
+from voxline.pipelines.host import CallHost, IncomingCall
+from voxline.transports.twilio.heard import HeardTextTracker
+from voxline.transports.twilio.marks import MarkLedger
+
+from .admission import Admission, Admitted, Refused
+from .call import SipCall
+from .config import SipConfig
+from .guard import SourceGuard
+from .outgoing import ClientRequests
+from .rtp import RATE, PortPool, RtpMedia
+from .sdp import SdpError, build_answer, parse_offer
+from .transport import SipTransport
+from .wire import UdpWire, reply
+
+log = logging.getLogger("voxline.sip")
+
+
+@dataclass
+class _Dialog:
+    call_id: str
+    admitted: Admitted
+    sip: SipInvite
+    task: asyncio.Task[None] | None = None
+    line: SipCall | None = None
+    answered: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class SipServer:
+    def __init__(self, host: CallHost, numbers: Mapping[str, str], config: SipConfig) -> None:
+        self.host = host
+        self.config = config
+        self.guard = SourceGuard(config.limits)
+        self.admission = Admission(config, numbers, self.guard)
+        self.ports = PortPool(*config.rtp_ports)
+        self.wire = UdpWire(local_addr=(config.host, config.port), max_datagram_bytes=config.limits.max_datagram_bytes,
+                            max_headers=config.limits.max_headers, user_agent=config.user_agent)
+        self.requests = ClientRequests(self.wire)
+        self.wire.screen, self.wire.on_response = self._screen, self.requests.on_response
+        self.uas = SipUAS(self.wire, user_agent=config.user_agent, retransmit_2xx=True)
+        self.uas.on_invite, self.uas.on_bye, self.uas.on_cancel = self._on_invite, self._on_bye, self._on_cancel
+        self.uas.on_ack_timeout, self.uas.on_reinvite = self._on_ack_timeout, self._on_reinvite
+        self.dialogs: dict[str, _Dialog] = {}  # by the peer's SIP Call-ID
+        self._next: Admitted | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Filled by each call: when its INVITE arrived, 200 OK left, the first RTP left.
+        self.timings: dict[str, dict[str, float]] = {}
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.wire.bound
+
+    async def start(self) -> None:
+        await self.uas.start()
+        self.uas.advertised_addr = (self.config.advertised_host, self.address[1])
+        log.info("- SIP listening on udp %s:%d", *self.address)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.uas.stop()
+
+    # -- screening (before the UAS sees an INVITE) ---------------------------
+    def _screen(self, request: SipRequest, addr: tuple[str, int]) -> bool:
+        if request.method.upper() != "INVITE" or (request.to_addr is not None and request.to_addr.tag):
+            return True  # in-dialog: the UAS checks tags and CSeq
+        if (request.call_id or "") in self.dialogs:
+            return False  # a retransmission while we set the call up
+        verdict = self.admission.check(request, addr[0])
+        if isinstance(verdict, Refused):
+            if verdict.status is not None:
+                self.wire.send_reply(reply(request, verdict.status, verdict.reason, dict(verdict.headers or {}),
+                                           user_agent=self.config.user_agent))
+            return False
+        self._next = verdict
+        return True
+
+    # -- UAS callbacks ----------------------------------------------------------
+    def _on_invite(self, sip: SipInvite) -> None:
+        admitted, self._next = self._next, None
+        if admitted is None:  # not screened (cannot happen): refuse rather than guess
+            sip.reject(500, "Server Internal Error")
+            self.uas._calls.pop(sip.call_id, None)
+            return
+        dialog = _Dialog(call_id="SIP" + uuid.uuid4().hex, admitted=admitted, sip=sip)
+        self.dialogs[sip.call_id] = dialog
+        self.guard.begin(admitted.source_ip)
+        dialog.timings["invite"] = asyncio.get_running_loop().time()
+        dialog.task = self._spawn(self._run(dialog))
+
+    def _on_bye(self, sip: SipInvite, request: SipRequest) -> None:
+        dialog = self.dialogs.get(sip.call_id)
+        if dialog is not None and dialog.line is not None:
+            dialog.line.hung_up.set()
+
+    def _on_cancel(self, request: SipRequest, addr: tuple[str, int]) -> None:
+        dialog = self.dialogs.get(request.call_id or "")
+        if dialog is None:
+            return
+        if dialog.answered:  # too late: the UAS forgot the dialog, keep it for the BYE
+            self.uas._calls[dialog.sip.call_id] = dialog.sip
+            return
+        if dialog.task is not None:
+            dialog.task.cancel()
+
+    def _on_ack_timeout(self, sip: SipInvite) -> None:
+        dialog = self.dialogs.get(sip.call_id)
+        if dialog is not None and dialog.line is not None:
+            log.warning("%s no ACK for 200 OK: call dropped", dialog.call_id)
+            dialog.line.dropped = True
+            self._spawn(dialog.line.transport.disconnected())
+
+    def _on_reinvite(self, sip: SipInvite) -> None:
+        """Hold/resume or a new address: answer with the same port and codec."""
+        dialog = self.dialogs.get(sip.call_id)
+        if dialog is None or dialog.line is None:
+            return
+        media = dialog.line.media
+        try:
+            offer = parse_offer(sip.invite.text) if sip.invite.body else media.offer
+        except SdpError as e:
+            self.wire.send_reply(reply(sip.invite, e.status, e.reason, user_agent=self.config.user_agent))
+            return
+        if offer.payload_type != media.offer.payload_type:
+            offer = media.offer  # keep our codec; the answer says which
+        media.remote, media.offer = offer.remote, offer
+        sip.accept(build_answer(offer, host=self.config.advertised_host, port=media.port,
+                                session_id=dialog.call_id[-8:]))
+
+    # -- one call ----------------------------------------------------------------
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run(self, dialog: _Dialog) -> None:
+        host, admitted, sip = self.host, dialog.admitted, dialog.sip
+        call_id, agent = dialog.call_id, admitted.agent
+        announced = released = False
+        media: RtpMedia | None = None
+        watchdog: asyncio.Task[None] | None = None
+        try:
+            refusal = await host.admit(call_id, agent)
+            if refusal is None and (host.draining or len(host.calls) >= host.limits.max_calls_per_worker):
+                await host.release(call_id, agent)
+                refusal = "busy" if not host.draining else "draining"
+            if refusal is not None:
+                released = True
+                sip.reject(486 if refusal == "busy" else 503)
+                return
+            await host.announce(call_id, agent=agent, channel="sip", direction="inbound",
+                                from_=admitted.caller, to=admitted.dialed, status="ringing")
+            announced = True
+            sip.ringing()
+            media = RtpMedia(admitted.offer, pool=self.ports, batch_ms=self.config.inbound_batch_ms,
+                             jitter_packets=self.config.jitter_packets)
+            await media.open(self.config.host)
+            if self.config.answer_delay_secs > 0:
+                await asyncio.sleep(self.config.answer_delay_secs)
+            line = self._line(dialog, media)
+            sip.accept(build_answer(admitted.offer, host=self.config.advertised_host, port=media.port,
+                                    session_id=call_id[-8:]))
+            dialog.answered, dialog.line = True, line
+            dialog.timings["ok"] = asyncio.get_running_loop().time()
+            self.guard.end(admitted.source_ip)
+            if host.records is not None and host.agents[agent].memory.enabled:
+                await host.records.set_state(call_id, "in-progress")
+            log.info("%s inbound SIP call from %s routed to agent %s (%s)", call_id,
+                     redact_number(admitted.caller), agent, admitted.offer.codec)
+            watchdog = self._spawn(line.watch())
+            released = True  # from here on the host owns the reservation
+            await host.run(self._incoming(dialog, line))
+        except asyncio.CancelledError:
+            if announced and not dialog.answered:
+                log.info("%s canceled before answer", call_id)
+                await self._close_record(call_id, agent, "canceled")
+            raise
+        except OSError as e:  # no free RTP port: refuse while we still can
+            log.error("%s cannot take the call: %s", call_id, type(e).__name__)
+            if not dialog.answered:
+                sip.reject(503, "Service Unavailable")
+                if announced:
+                    await self._close_record(call_id, agent, "failed")
+        finally:
+            await self._finish(dialog, media, watchdog, released=released)
+
+    def _line(self, dialog: _Dialog, media: RtpMedia) -> SipCall:
+        ledger = MarkLedger(prefix="rtp", mark_interval_secs=0.08)
+        transport = SipTransport(media, ledger, playout_delay_secs=self.config.playout_delay_secs)
+        heard = HeardTextTracker(ledger, call_id=dialog.call_id)
+        return SipCall(call_id=dialog.call_id, sip=dialog.sip, media=media, transport=transport, ledger=ledger,
+                       heard=heard, requests=self.requests, contact=self.uas.advertised_addr or self.address,
+                       media_timeout_secs=self.config.media_timeout_secs)
+
+    def _incoming(self, dialog: _Dialog, line: SipCall) -> IncomingCall:
+        a = dialog.admitted
+        return IncomingCall(
+            call_id=dialog.call_id, agent=a.agent, channel="sip", direction="inbound", caller=a.caller,
+            dialed=a.dialed, transport=line.transport, line=line, sample_rate=RATE,
+            before_llm=[DTMFAggregator(timeout=1.5)], before_output=[line.heard.observer],
+            after_output=[line.heard.gate], stats=line.stats, hangup=line.hung_up,
+        )
+
+    async def _close_record(self, call_id: str, agent: str, reason: str) -> None:
+        records = self.host.records
+        if records is not None and self.host.agents[agent].memory.enabled:
+            with contextlib.suppress(Exception):
+                await records.close(call_id, reason=reason)
+
+    async def _finish(self, dialog: _Dialog, media: RtpMedia | None, watchdog: asyncio.Task[None] | None,
+                      *, released: bool) -> None:
+        admitted = dialog.admitted
+        if watchdog is not None:
+            watchdog.cancel()
+        if not released:
+            await asyncio.shield(self.host.release(dialog.call_id, admitted.agent))
+        if not dialog.answered:
+            self.guard.end(admitted.source_ip)
+        if dialog.line is not None:
+            self.timings[dialog.call_id] = {**dialog.timings,
+                                            "first_rtp": dialog.line.transport.output().clock.first_sent_at or 0.0}
+            while len(self.timings) > 1000:
+                self.timings.pop(next(iter(self.timings)))
+            await asyncio.shield(dialog.line.close())
+        elif media is not None:
+            media.close()
+        self.dialogs.pop(dialog.sip.call_id, None)
+        self.uas._calls.pop(dialog.sip.call_id, None)
+
+
+async def start_sip(host: CallHost, numbers: Mapping[str, str], *, bind: str = "0.0.0.0:5060",
+                    config: SipConfig | None = None, **options: Any) -> SipServer:
+    """Listen for SIP calls on ``bind`` (``HOST:PORT``) for the agents routed by ``numbers``.
+
+    Trust lists, credentials and the RTP range come from the environment (see
+    :mod:`.config`); ``options`` override any :class:`SipConfig` field.
+    """
+    server = SipServer(host, numbers, config or SipConfig.from_env(bind, **options))
+    await server.start()
+    return server
