@@ -9,16 +9,23 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 
+WS_MAX_SIZE = 64 * 1024  # what voxline.server.serve gives uvicorn
+
 
 @asynccontextmanager
-async def serve(app: object, *, ws_max_queue: int = 32) -> AsyncIterator[str]:
-    """Yield http://127.0.0.1:PORT while the server runs; shut it down afterwards."""
+async def serve(app: object, *, ws_max_queue: int = 32,
+                ws_max_size: int = WS_MAX_SIZE) -> AsyncIterator[str]:
+    """Yield http://127.0.0.1:PORT while the server runs; shut it down afterwards.
+
+    ``ws_max_size`` bounds one websocket message as ``voxline.server.serve`` does.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="error", lifespan="auto", ws="websockets",
-                            ws_max_queue=ws_max_queue, ws_per_message_deflate=False)
+                            ws_max_queue=ws_max_queue, ws_max_size=ws_max_size,
+                            ws_per_message_deflate=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import audioop
 import base64
+import contextlib
 import json
 import time
 from collections import deque
@@ -68,7 +69,8 @@ class FakeTwilioCall:
         self._send_lock = asyncio.Lock()
         self.closed = asyncio.Event()
         self.sent_media = 0
-        self.paused_reading = False
+        self._said = asyncio.Event()  # set while no caller speech is queued
+        self._said.set()
 
     # -- lifecycle -------------------------------------------------------------
     async def connect(self, *, send_start: bool = True) -> None:
@@ -145,11 +147,13 @@ class FakeTwilioCall:
         ulaw = pcm_to_ulaw(pcm8k)
         for i in range(0, len(ulaw), CHUNK):
             self._speech.append(ulaw[i:i + CHUNK].ljust(CHUNK, b"\xff"))
+        if self._speech:
+            self._said.clear()
 
     async def wait_said(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while self._speech and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        """Until the queued speech has been streamed (or ``timeout`` passed)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._said.wait(), timeout)
 
     async def send_dtmf(self, digit: str) -> None:
         await self.send_json({
@@ -190,6 +194,8 @@ class FakeTwilioCall:
         n = 0
         while not self.closed.is_set():
             chunk = self._speech.popleft() if self._speech else SILENCE
+            if not self._speech:
+                self._said.set()
             try:
                 await self.send_json(self.media_message(chunk))
             except websockets.ConnectionClosed:
@@ -203,8 +209,6 @@ class FakeTwilioCall:
         assert self._ws is not None
         try:
             async for raw in self._ws:
-                while self.paused_reading:
-                    await asyncio.sleep(0.05)
                 now = time.monotonic()
                 message = json.loads(raw)
                 self.received.append(Received(now, message))

@@ -84,17 +84,38 @@ def stream_options() -> dict:
 
 
 @pytest.fixture
-async def phone(script: AgentScript, tmp_path: Path, stream_options: dict) -> AsyncIterator[PhoneServer]:
+def twilio_options() -> dict:
+    """Extra ``TwilioConfig`` fields (e.g. ``trust_forwarded_headers``); a test module may override it."""
+    return {}
+
+
+@pytest.fixture
+def app_options() -> dict:
+    """Extra ``create_app`` keyword arguments (``limits``, ``docs``, ...); a test module may override it."""
+    return {}
+
+
+@pytest.fixture
+def serve_options() -> dict:
+    """Extra uvicorn settings for the server (``ws_max_size``); a test module may override it."""
+    return {}
+
+
+@pytest.fixture
+async def phone(script: AgentScript, tmp_path: Path, stream_options: dict, twilio_options: dict,
+                app_options: dict, serve_options: dict) -> AsyncIterator[PhoneServer]:
     fake = FakeTwilioRest(ACCOUNT, TOKEN)
     agents = write_agents(tmp_path / "agents", script,
                           {"numbers": ROUTES, "transfer": {"restaurant": TRANSFER}})
     async with serve(fake.app) as rest_base:
-        config = TwilioConfig(account_sid=ACCOUNT, auth_token=TOKEN, api_base_url=rest_base)
+        config = TwilioConfig(account_sid=ACCOUNT, auth_token=TOKEN, api_base_url=rest_base,
+                              **twilio_options)
         rest = TwilioRestClient(ACCOUNT, TOKEN, base_url=rest_base,
                                 retry=RetryOptions(attempts=3, base_delay_secs=0.01))
         app = create_app(agents, twilio=config, api_key=API_KEY, services=fake_services(script),
                          rest=rest, recording_dir=tmp_path / "recordings",
-                         database_url=str(tmp_path / "voxline.db"), stream_options=stream_options)
-        async with serve(app) as base:
+                         database_url=str(tmp_path / "voxline.db"), stream_options=stream_options,
+                         **app_options)
+        async with serve(app, **serve_options) as base:
             yield PhoneServer(base, fake, rest, app.state.config, app)
         await rest.aclose()

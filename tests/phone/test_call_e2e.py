@@ -8,10 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.fakes.twilio_media import FakeTwilioCall
 from voxline.audio import transcribe
 
-from .conftest import ACCOUNT
 from .kit import AgentScript, silence, speech
 
 ANSWER = ("We are open every day from nine in the morning until eleven at night. | "
@@ -133,17 +131,14 @@ def transfer_reply(text: str):
 
 async def test_keypad_transfer_and_cached_greeting(phone, script) -> None:
     script.reply = transfer_reply
-    first = FakeTwilioCall(phone.ws_url, call_sid="CA000000000000000000000000000000f1",
-                           account_sid=ACCOUNT, parameters={"agent": "restaurant"})
+    first = await phone.incoming("CA000000000000000000000000000000f1")
     await first.connect()
     assert await wait_for(lambda: phone.greetings.misses == 1 and len(first.played) > 8000, 10)
     await first.stop()
     await phone.records.wait_closed(first.call_sid, 10)
 
     # Second call: the greeting comes from the cache, and is the same speech.
-    phone.rest_fake.add_inbound("CA000000000000000000000000000000f2", To="+15550001111")
-    call = FakeTwilioCall(phone.ws_url, call_sid="CA000000000000000000000000000000f2",
-                          account_sid=ACCOUNT, parameters={"agent": "restaurant"})
+    call = await phone.incoming("CA000000000000000000000000000000f2")
     await call.connect()
     assert await wait_for(lambda: len(call.played) > 8000 * 1.5, 10)
     assert phone.greetings.hits == 1
@@ -167,5 +162,5 @@ async def test_keypad_transfer_and_cached_greeting(phone, script) -> None:
     assert record.transfer_to == "+15550002222"
     twiml = phone.rest_fake.calls[call.call_sid].updates[-1]["Twiml"]
     assert "<Dial" in twiml and "+15550002222" in twiml
-    heard = [line.text for line in record.transcript if line.role == "assistant"]
-    assert "Please hold while I transfer your call." in heard
+    heard = [t.text for t in record.turns if t.role == "assistant"]
+    assert any("Please hold while I transfer your call." in text for text in heard), heard

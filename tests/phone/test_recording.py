@@ -8,9 +8,6 @@ import wave
 import numpy as np
 import pytest
 
-from tests.fakes.twilio_media import FakeTwilioCall
-
-from .conftest import ACCOUNT
 from .kit import AgentScript, silence, speech
 from .test_call_e2e import correlates, wait_for
 
@@ -33,8 +30,7 @@ def position(received: bytes, expected: bytes) -> int:
 
 
 async def test_consent_first_and_two_channel_wav(phone, tmp_path) -> None:
-    call = FakeTwilioCall(phone.ws_url, call_sid="CA000000000000000000000000000000r1",
-                          account_sid=ACCOUNT, parameters={"agent": "restaurant"})
+    call = await phone.incoming("CA000000000000000000000000000000c1")
     await call.connect()
     consent, greeting, question = speech(CONSENT), speech(GREETING), speech(QUESTION)
     # Consent and greeting play back to back, consent first.
@@ -49,7 +45,8 @@ async def test_consent_first_and_two_channel_wav(phone, tmp_path) -> None:
     await call.stop()
     record = await phone.records.wait_closed(call.call_sid, 10)
     assert record is not None
-    assert [line.text for line in record.transcript if line.role == "assistant"][0] == CONSENT
+    said = [t.text for t in record.turns if t.role == "assistant"]
+    assert said[0] == f"{CONSENT} {GREETING}", said  # consent first, in the greeting's turn
 
     path = tmp_path / "recordings" / f"{call.call_sid}.wav"
     assert await wait_for(path.exists, 5)

@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fakes.twilio_rest import stream_of
 from voxline.errors import SpecError
 from voxline.server import load_agents, load_routes, place_call
 
@@ -38,11 +39,19 @@ async def test_place_call_creates_call_with_stream_twiml(phone) -> None:
     sid = answer["call_sid"]
     created = phone.rest_fake.calls[sid]
     assert created.one("From") == "+15550001111"  # the number that routes to the agent
-    twiml = created.one("Twiml") or ""
-    assert "/twilio/stream" in twiml and 'value="restaurant"' in twiml
+    # Twilio fetches the call's TwiML from our answer URL once the callee picks up.
+    assert created.one("Twiml") is None
+    assert created.one("Url") == phone.base + "/twilio/answer?agent=restaurant"
     assert created.one("StatusCallback") == phone.base + "/twilio/status"
     record = await phone.records.get(sid)
-    assert record is not None and record.direction == "outbound" and record.state == "queued"
+    assert record is not None and record.direction == "outbound" and record.status == "queued"
+    assert record.ended_at is None
+    response = await phone.rest_fake.answer(sid)
+    url, params = stream_of(response.text)
+    assert response.status_code == 200 and url == phone.ws_url
+    assert {k: params[k] for k in ("agent", "direction", "from", "to")} == {
+        "agent": "restaurant", "direction": "outbound", "from": "+15550001111", "to": "+15551230000"}
+    assert params["token"]
 
 
 def test_routes_must_name_known_agents(tmp_path: Path) -> None:

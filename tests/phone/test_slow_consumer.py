@@ -6,9 +6,6 @@ import asyncio
 
 import pytest
 
-from tests.fakes.twilio_media import FakeTwilioCall
-
-from .conftest import ACCOUNT
 from .kit import AgentScript, silence, speech
 from .test_call_e2e import wait_for
 
@@ -35,11 +32,10 @@ def rss_bytes() -> int:
 async def test_stalled_reader_is_bounded_and_recovers(phone) -> None:
     question = speech(QUESTION) + silence(0.6)
     speech(ANSWER)  # synthesized before measuring memory
-    call = FakeTwilioCall(phone.ws_url, call_sid="CA000000000000000000000000000000s1",
-                          account_sid=ACCOUNT, parameters={"agent": "restaurant"})
+    call = await phone.incoming("CA000000000000000000000000000000a1")
     await call.connect()
     assert await wait_for(lambda: call.first_media_at is not None, 10)
-    live = phone.app.state.phone.calls[call.call_sid]
+    line = phone.app.state.host.calls[call.call_sid].incoming.line  # the TwilioCall
     rss0 = rss_bytes()
 
     call.stall()  # stops reading; keeps streaming the caller's audio in real time
@@ -47,7 +43,7 @@ async def test_stalled_reader_is_bounded_and_recovers(phone) -> None:
         call.say(question)
         await call.wait_said()
         await asyncio.sleep(0.8)
-    stalled = live.stats()
+    stalled = line.stats()
     rss1 = rss_bytes()
     media_before_resume = len(call.events("media"))
 
@@ -61,9 +57,9 @@ async def test_stalled_reader_is_bounded_and_recovers(phone) -> None:
 
     # Reading again: the few buffered seconds arrive, marks are echoed, the backlog drains.
     call.resume()
-    assert await wait_for(lambda: live.ledger.backlog_secs < 0.3, 10)
+    assert await wait_for(lambda: line.ledger.backlog_secs < 0.3, 10)
     assert len(call.events("media")) > media_before_resume
     await call.stop()
     record = await phone.records.wait_closed(call.call_sid, 10)
     assert record is not None and record.end_reason == "caller_hung_up"
-    assert record.stats["audio_out_dropped"] >= stalled["audio_out_dropped"]
+    assert record.transport_stats["audio_out_dropped"] >= stalled["audio_out_dropped"]

@@ -14,7 +14,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameProcessorSetup
 
-from tests.fakes.twilio_media import FakeTwilioCall, pcm_to_ulaw
+from tests.fakes.twilio_media import pcm_to_ulaw
 from voxline.transports.twilio import MarkLedger, VoxlineTwilioSerializer
 
 from .kit import silence, speech
@@ -82,23 +82,22 @@ def test_ledger_context_positions() -> None:
 
 
 async def test_media_before_start_and_drop_closes_record_with_transcript(phone) -> None:
-    call = FakeTwilioCall(phone.ws_url, call_sid="CA000000000000000000000000000000d1",
-                          parameters={"agent": "restaurant"})
+    call = await phone.incoming("CA000000000000000000000000000000d1")
     await call.connect(send_start=False)
     await call.send_json(call.media_message(pcm_to_ulaw(silence(0.02))))  # before start
     await call.send_start()
     await asyncio.sleep(3.0)  # greeting plays
     await call.drop()
     record = await phone.records.wait_closed(call.call_sid, 10)
-    assert record.end_reason == "dropped"
-    assert record.transcript and record.transcript[0].role == "assistant"
+    assert (record.status, record.end_reason) == ("dropped", "dropped")
+    assert record.turns and record.turns[0].role == "assistant"
+    assert record.transport_stats["media_in"] > 0
 
 
 async def test_two_concurrent_calls_do_not_share_state(phone, script) -> None:
     script.transcripts = ["When are you open?"]
-    calls = [FakeTwilioCall(phone.ws_url, call_sid=f"CA00000000000000000000000000000{n}e1",
-                            stream_sid=f"MZ00000000000000000000000000000{n}e1",
-                            parameters={"agent": "restaurant"}) for n in (1, 2)]
+    calls = [await phone.incoming(f"CA00000000000000000000000000000{n}e1",
+                                  stream_sid=f"MZ00000000000000000000000000000{n}e1") for n in (1, 2)]
     for c in calls:
         await c.connect()
     await asyncio.sleep(2.5)
@@ -108,8 +107,8 @@ async def test_two_concurrent_calls_do_not_share_state(phone, script) -> None:
         await c.stop()
     r1 = await phone.records.wait_closed(calls[0].call_sid, 10)
     r2 = await phone.records.wait_closed(calls[1].call_sid, 10)
-    assert [l.text for l in r1.transcript if l.role == "user"] == ["When are you open?"]
-    assert r2.transcript and all(l.role == "assistant" for l in r2.transcript)
+    assert [t.text for t in r1.turns if t.role == "user"] == ["When are you open?"]
+    assert r2.turns and all(t.role == "assistant" for t in r2.turns)
     assert r1.end_reason == r2.end_reason == "caller_hung_up"
     # Each stream only ever saw its own streamSid.
     for c in calls:

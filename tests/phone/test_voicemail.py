@@ -8,7 +8,7 @@ import pytest
 from tests.fakes.twilio_media import FakeTwilioCall
 from voxline.server import place_call
 
-from .conftest import ACCOUNT, API_KEY
+from .conftest import API_KEY
 from .kit import AgentScript, speech
 from .test_call_e2e import correlates, wait_for
 
@@ -24,8 +24,8 @@ def script(request) -> AgentScript:
 async def outbound_call(phone) -> FakeTwilioCall:
     answer = await place_call("+15551230000", "restaurant", server=phone.base, api_key=API_KEY)
     sid = answer["call_sid"]
-    call = FakeTwilioCall(phone.ws_url, call_sid=sid, account_sid=ACCOUNT, parameters={
-        "agent": "restaurant", "direction": "outbound", "from": "+15550001111", "to": "+15551230000"})
+    call = await phone.answered(sid)  # Twilio fetches our TwiML from the call's Url
+    assert (call.parameters["direction"], call.parameters["to"]) == ("outbound", "+15551230000")
     await call.connect()
     return call
 
@@ -56,8 +56,8 @@ async def test_machine_gets_the_message_then_a_hang_up(phone) -> None:
     # At the moment of the hang-up the whole message had been played (marks echoed).
     assert heard_at_hangup and correlates(_pcm(heard_at_hangup[0])[-len(speech(MESSAGE)) * 2 - 8000:],
                                           speech(MESSAGE)) > 0.9
-    said = [line.text for line in record.transcript if line.role == "assistant"]
-    assert said[-1] == MESSAGE
+    said = [t.text for t in record.turns if t.role == "assistant"]
+    assert said[-1] == MESSAGE, said
 
 
 @pytest.mark.parametrize("script", [{"voicemail": {"action": "hang_up"}}], indirect=True)
@@ -71,7 +71,7 @@ async def test_machine_is_hung_up_on_at_once(phone) -> None:
     await call.close()
     assert record is not None and record.end_reason == "machine"
     assert created.updates == [{"Status": "completed"}]
-    said = " ".join(line.text for line in record.transcript if line.role == "assistant")
+    said = " ".join(t.text for t in record.turns if t.role == "assistant")
     assert MESSAGE not in said
 
 

@@ -8,6 +8,7 @@ from twilio.request_validator import RequestValidator
 
 from voxline.errors import ProviderError
 from voxline.transports.twilio import (
+    MachineDetection,
     RetryOptions,
     TwilioRestClient,
     compute_signature,
@@ -44,13 +45,15 @@ async def test_voice_webhook_signed_forged_missing(phone) -> None:
     assert await phone.records.get("CA0000000000000000000000000000000b") is None
 
 
-async def test_signature_uses_url_twilio_saw_behind_proxy(phone) -> None:
+async def test_forwarded_headers_are_ignored_unless_trusted(phone) -> None:
+    """Behind no configured proxy, X-Forwarded-* cannot move the URL we check signatures
+    against (trusting them is covered in test_trust.py)."""
     public = "https://voice.example.com/twilio/voice"
     headers = {**signed(public, VOICE), "X-Forwarded-Proto": "https", "X-Forwarded-Host": "voice.example.com"}
     async with httpx.AsyncClient() as client:
         r = await client.post(phone.base + "/twilio/voice", data=VOICE, headers=headers)
-    assert r.status_code == 200
-    assert 'url="wss://voice.example.com/twilio/stream"' in r.text
+    assert r.status_code == 403
+    assert await phone.records.get(VOICE["CallSid"]) is None
 
 
 async def test_unknown_number_gets_polite_message(phone) -> None:
@@ -70,30 +73,35 @@ def test_twiml_builders_escape_and_dial_sip() -> None:
     assert say_and_hangup("Bye & go").count("&amp;") == 1
 
 
+async def place(phone) -> str:
+    return await place_outbound_call(
+        host=phone.app.state.host, rest=phone.rest, to="+15551230000", from_="+15550001111",
+        agent="restaurant", public_base_url=phone.base, machine_detection=MachineDetection())
+
+
 async def test_outbound_call_and_status_callbacks(phone) -> None:
-    sid = await place_outbound_call(
-        config=phone.config, rest=phone.rest, records=phone.records, to="+15551230000",
-        from_="+15550001111", agent="restaurant", public_base_url=phone.base)
+    sid = await place(phone)
     created = phone.rest_fake.calls[sid]
-    assert created.one("Twiml") and "<Connect><Stream" in created.one("Twiml")
+    assert created.one("Url") == phone.base + "/twilio/answer?agent=restaurant"
+    assert created.one("Twiml") is None
     assert created.params["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
     assert created.one("MachineDetection") == "DetectMessageEnd" and created.one("AsyncAmd") == "true"
+    assert (await phone.records.get(sid)).status == "queued"
     for state in ("ringing", "in-progress"):
         assert (await phone.rest_fake.send_status(sid, state)).status_code == 204
     await phone.rest_fake.send_status(sid, "in-progress", AnsweredBy="machine_end_beep")
     record = await phone.records.get(sid)
-    assert record.state == "in-progress" and record.answered_by == "machine_end_beep"
+    assert record.status == "in-progress" and record.answered_by == "machine_end_beep"
     await phone.rest_fake.send_status(sid, "completed")
-    assert (await phone.records.get(sid)).end_reason == "caller_hung_up"
+    record = await phone.records.get(sid)
+    assert record.end_reason == "caller_hung_up" and record.ended_at is not None
 
 
-async def test_busy_closes_record_as_failed(phone) -> None:
-    sid = await place_outbound_call(
-        config=phone.config, rest=phone.rest, records=phone.records, to="+15551230000",
-        from_="+15550001111", agent="restaurant", public_base_url=phone.base)
+async def test_busy_callee_closes_record_as_busy(phone) -> None:
+    sid = await place(phone)
     await phone.rest_fake.send_status(sid, "busy")
     record = await phone.records.get(sid)
-    assert record.state == "busy" and record.end_reason == "failed"
+    assert (record.status, record.end_reason) == ("busy", "busy") and record.ended_at is not None
 
 
 async def test_rest_retries_retryable_and_reports_permanent(phone) -> None:

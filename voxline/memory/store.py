@@ -209,7 +209,7 @@ class Store(MemoryRowsMixin):
                     from_addr=from_,
                     to_addr=to,
                     agent=agent,
-                    status=IN_PROGRESS,
+                    status=status,
                     owner=self.owner,
                     started_at=started_at or utcnow(),
                     model_versions=model_versions or {},
