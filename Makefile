@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := local,piper,openai,anthropic,deepgram,elevenlabs,twilio,postgres,redis,sip
+EXTRAS := local,piper,openai,anthropic,deepgram,elevenlabs,twilio,postgres,redis,sip,webrtc
 
-.PHONY: install install-dev system-deps demo test bench lint clean
+.PHONY: install install-dev system-deps widget demo test bench lint clean
 
 # System programs: espeak-ng (fallback voice), redis-server (live state, tests),
 # pocketsphinx-testdata (real recorded speech for tests), sip-tester (SIPp, the far end
@@ -14,6 +14,8 @@ system-deps:
 	@missing=""; \
 	for p in $(SYSTEM_PROGRAMS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	command -v sipp >/dev/null || missing="$$missing sip-tester"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	[ -d /usr/share/pocketsphinx/test/data ] || missing="$$missing pocketsphinx-testdata"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
@@ -31,8 +33,16 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -q -e ".[$(EXTRAS),dev]"
 	touch $@
 
-install: system-deps $(VENV)/.installed
-install-dev: system-deps $(VENV)/.installed-dev
+# The web widget: npm packages pinned by web/package-lock.json, bundled by esbuild
+# into package data (voxline/web/widget.js).
+WIDGET := voxline/web/widget.js
+$(WIDGET): web/package.json web/package-lock.json web/build.mjs $(wildcard web/src/*.js)
+	cd web && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
+
+widget: $(WIDGET)
+
+install: system-deps $(VENV)/.installed $(WIDGET)
+install-dev: system-deps $(VENV)/.installed-dev $(WIDGET)
 
 demo: install
 	$(BIN)/voxline demo
