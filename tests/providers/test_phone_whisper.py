@@ -33,8 +33,9 @@ async def test_whisper_understands_8khz_mulaw_phone_speech():
 
 
 @pytest.mark.models
-async def test_the_pipeline_rate_is_what_whisper_resamples_from():
+@pytest.mark.parametrize("told", [None, 16000])
+async def test_whisper_resamples_from_the_rate_the_audio_arrives_at(told):
     samples, rate, truth = librivox()[1]  # "he was not an ill disposed young man"
-    stt = build_stt(STTBlock(), "en")  # no rate given: the pipeline's (8 kHz here)
+    stt = build_stt(STTBlock(), "en", sample_rate=told)  # None: the pipeline's
     heard = await transcribe_in_pipeline(stt, phone_line(samples, rate), 8000)
     assert wer(truth, heard) <= 0.15, heard

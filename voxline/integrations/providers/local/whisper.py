@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 import soxr
-from pipecat.frames.frames import ErrorFrame, Frame, TranscriptionFrame
+from pipecat.frames.frames import ErrorFrame, Frame, InputAudioRawFrame, TranscriptionFrame
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.whisper.stt import WhisperSTTService
 from pipecat.utils.time import time_now_iso8601
 from pipecat.utils.types import assert_given, require_given
@@ -34,6 +35,7 @@ class LocalWhisperSTTService(WhisperSTTService):
         self._beam_size = beam_size
         self._cpu_threads = cpu_threads
         self._num_workers = num_workers
+        self._audio_rate = 0  # the rate the caller's audio arrives at
         super().__init__(**kwargs)  # calls _load
 
     def _load(self) -> None:
@@ -60,12 +62,18 @@ class LocalWhisperSTTService(WhisperSTTService):
         )
         return list(segments)  # decoding is lazy: consume it here, in the worker thread
 
+    async def process_audio_frame(self, frame: InputAudioRawFrame, direction: FrameDirection) -> None:
+        # Segments are raw bytes; what counts is the rate frames carry, whatever the
+        # service was told.
+        self._audio_rate = frame.sample_rate
+        await super().process_audio_frame(frame, direction)
+
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
         if not self._model:
             yield ErrorFrame("Whisper model not available")
             return
         await self.start_processing_metrics()
-        segments = await asyncio.to_thread(self._transcribe, audio, self.sample_rate)
+        segments = await asyncio.to_thread(self._transcribe, audio, self._audio_rate or self.sample_rate)
         threshold = assert_given(self._settings.no_speech_prob)
         text = "".join(f"{s.text} " for s in segments if threshold is None or s.no_speech_prob < threshold)
         await self.stop_processing_metrics()
