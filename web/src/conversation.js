@@ -5,7 +5,7 @@
 // protocol's evolution come from Pipecat; we add only what it lacks: a token request,
 // a bounded WebRTC attempt with an automatic WebSocket fallback, media managers that
 // load nothing from third parties (media.js), and audio metering.
-import { PipecatClient } from "@pipecat-ai/client-js";
+import { LogLevel, PipecatClient } from "@pipecat-ai/client-js";
 import { SmallWebRTCTransport } from "@pipecat-ai/small-webrtc-transport";
 import { ProtobufFrameSerializer, WebSocketTransport } from "@pipecat-ai/websocket-transport";
 import { MicTrack, PlayerStats } from "./media.js";
@@ -161,6 +161,7 @@ export class Conversation {
       });
     }
     const client = new PipecatClient({ transport, enableMic: true, enableCam: false, callbacks: this._callbacks() });
+    client.setLogLevel(this.options.debug ? LogLevel.DEBUG : LogLevel.WARN);
     this.client = client;
     this.transportName = kind;
     this.stats.transport = kind;

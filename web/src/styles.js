@@ -31,6 +31,7 @@ button:focus-visible { outline: 3px solid var(--voxline-focus, #ffb020); outline
   transition: transform .15s ease, box-shadow .15s ease;
 }
 .launcher:hover { transform: translateY(-1px); box-shadow: 0 14px 34px -8px rgba(20, 30, 60, .5), 0 2px 6px rgba(20,30,60,.2); }
+.launcher[hidden] { display: none; }
 .launcher svg { width: 22px; height: 22px; flex: none; }
 .panel {
   width: min(360px, calc(100vw - 32px)); background: var(--bg); border-radius: var(--radius);
@@ -68,7 +69,7 @@ button:focus-visible { outline: 3px solid var(--voxline-focus, #ffb020); outline
 .captions { height: 240px; overflow-y: auto; padding: 14px 16px; display: flex; flex-direction: column;
   gap: 8px; scroll-behavior: smooth; }
 .empty { margin: auto; text-align: center; color: var(--muted); font-size: 14px; max-width: 240px; }
-.line { max-width: 82%; padding: 8px 12px; border-radius: 14px; white-space: pre-wrap; word-wrap: break-word; }
+.line { margin: 0; max-width: 82%; padding: 8px 12px; border-radius: 14px; white-space: pre-wrap; word-wrap: break-word; }
 .line.agent { align-self: flex-start; background: var(--agent-bubble); border-bottom-left-radius: 4px; }
 .line.visitor { align-self: flex-end; background: var(--user-bubble); color: var(--user-text);
   border-bottom-right-radius: 4px; }

@@ -64,8 +64,8 @@ def demo_page(agent: str, title: str | None) -> str:
   p {{ color: #424a5c; max-width: 34em; }}
   .hint {{ margin-top: 28px; padding: 14px 16px; border-radius: 12px; background: #fff; box-shadow: 0 1px 2px #0001;
           font-size: 14px; color: #5b6477; }}
-  code {{ font: 13px ui-monospace, SFMono-Regular, Menlo, monospace; background: #f1f3f8; padding: 2px 5px;
-          border-radius: 5px; }}
+  code {{ word-break: break-all; font: 13px ui-monospace, SFMono-Regular, Menlo, monospace;
+          background: #f1f3f8; padding: 2px 5px; border-radius: 5px; }}
 </style></head>
 <body><main>
   <div class="eyebrow">Voice assistant</div>
