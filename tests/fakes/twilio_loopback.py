@@ -13,11 +13,13 @@ WS_MAX_SIZE = 64 * 1024  # what voxline.server.serve gives uvicorn
 
 
 @asynccontextmanager
-async def serve(app: object, *, ws_max_queue: int = 32,
-                ws_max_size: int = WS_MAX_SIZE) -> AsyncIterator[str]:
+async def serve(app: object, *, ws_max_queue: int = 32, ws_max_size: int = WS_MAX_SIZE,
+                proxy_headers: bool = False) -> AsyncIterator[str]:
     """Yield http://127.0.0.1:PORT while the server runs; shut it down afterwards.
 
-    ``ws_max_size`` bounds one websocket message as ``voxline.server.serve`` does.
+    As ``voxline.server.serve`` runs uvicorn: one websocket message is bounded by
+    ``ws_max_size``, and X-Forwarded-* are left alone unless ``proxy_headers``
+    (``VOXLINE_TRUST_PROXY=1``).
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -25,7 +27,7 @@ async def serve(app: object, *, ws_max_queue: int = 32,
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="error", lifespan="auto", ws="websockets",
                             ws_max_queue=ws_max_queue, ws_max_size=ws_max_size,
-                            ws_per_message_deflate=False)
+                            ws_per_message_deflate=False, proxy_headers=proxy_headers)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

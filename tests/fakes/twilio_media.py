@@ -104,8 +104,8 @@ class FakeTwilioCall:
             "streamSid": self.stream_sid,
         })
 
-    async def stop(self) -> None:
-        """Caller hangs up: `stop`, then Twilio closes the socket."""
+    async def send_stop(self) -> None:
+        """Twilio's `stop` (the caller hung up); the socket stays open for the server to close."""
         try:
             await self.send_json({
                 "event": "stop", "sequenceNumber": self._next_seq(), "streamSid": self.stream_sid,
@@ -113,7 +113,16 @@ class FakeTwilioCall:
             })
         except websockets.ConnectionClosed:
             pass  # the server hung up first
+
+    async def stop(self) -> None:
+        """Caller hangs up: `stop`, then Twilio closes the socket."""
+        await self.send_stop()
         await self.close()
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code the server sent, once the socket is closed."""
+        return self._ws.close_code if self._ws is not None else None
 
     def stall(self) -> None:
         """Stop reading the socket at the TCP level (a consumer that fell over): the

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import io
+import logging
+import sys
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from loguru import logger as loguru_logger
 
 from tests.fakes.twilio_loopback import serve
 from tests.fakes.twilio_media import FakeTwilioCall
 from tests.fakes.twilio_rest import FakeTwilioRest, stream_of
 from voxline.pipelines.call_records import CallRecords
 from voxline.processors.greeting import GreetingCache
+from voxline import logsafe
+from voxline.memory.records import CallRecord
 from voxline.server import create_app
 from voxline.transports.twilio import RetryOptions, TwilioConfig, TwilioRestClient
 
@@ -53,6 +59,10 @@ class PhoneServer:
     @property
     def greetings(self) -> GreetingCache:
         return self.app.state.host.greetings
+
+    async def stored_calls(self) -> list[CallRecord]:
+        """Every call row of the agents' tenant, newest first."""
+        return await self.records.store.list_calls("default", limit=1000)
 
     async def incoming(self, call_sid: str = "CA00000000000000000000000000000001", *,
                        from_: str = "+15557654321", to: str = "+15550001111",
@@ -119,3 +129,43 @@ async def phone(script: AgentScript, tmp_path: Path, stream_options: dict, twili
         async with serve(app, **serve_options) as base:
             yield PhoneServer(base, fake, rest, app.state.config, app)
         await rest.aclose()
+
+
+@pytest.fixture
+def server_errors() -> Iterator[list[str]]:
+    """ERROR lines the server logs during the test (voxline, uvicorn, Pipecat's loguru);
+    a record that carried a traceback ends in " [traceback]"."""
+    lines: list[str] = []
+    seen: set[int] = set()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if id(record) not in seen:  # voxline's records also reach the root logger
+                seen.add(id(record))
+                lines.append(f"{record.name}: {record.getMessage()}" + (" [traceback]" if record.exc_info else ""))
+
+    handler = Collect(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in ("", "uvicorn", "voxline")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    sink = loguru_logger.add(lambda m: lines.append(f"pipecat: {m.record['message']}"), level="ERROR")
+    yield lines
+    loguru_logger.remove(sink)
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+@pytest.fixture
+def server_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """What the server writes to stderr at INFO with its real logging set-up
+    (``logsafe.install``, as ``voxline serve`` runs in every worker)."""
+    buffer = io.StringIO()
+    root = logging.getLogger("voxline")
+    saved = (list(root.handlers), root.propagate, root.level)
+    monkeypatch.setattr(sys, "stderr", buffer)  # install's handlers write to sys.stderr
+    logsafe.install("INFO")
+    yield buffer
+    root.handlers[:], root.propagate = saved[0], saved[1]
+    root.setLevel(saved[2])
+    loguru_logger.remove()
+    loguru_logger.add(sys.__stderr__)

@@ -237,6 +237,9 @@ class CallHost:
         """Run the call until it ends; its record is closed whatever happens."""
         spec = self.agents[incoming.agent]
         call_id, reason = incoming.call_id, "failed"
+        if call_id in self.calls:  # a second connection for a call served here: its row is not ours
+            log.warning("%s refused: the call is already served here", call_id)
+            return None
         if len(self.calls) >= self.limits.max_calls_per_worker or self.draining:
             log.warning("%s refused: this worker holds %d calls", call_id, len(self.calls))
             await self._close_record(incoming, "busy")

@@ -70,6 +70,7 @@ def twilio_router(
 ) -> APIRouter:
     router = APIRouter()
     options = dict(session_options or {})
+    serving: set[str] = set()  # CallSids whose stream this worker is serving
 
     def answer(request: Request, call_sid: str, identity: dict[str, str]) -> Response:
         params = {**identity, "token": call_token.issue(secret, call_sid, identity)}
@@ -162,6 +163,17 @@ def twilio_router(
                 log.warning("%s rejected stream: no valid call token", info.call_sid)
             await _close_quietly(websocket, 1008)
             return
+        if info.call_sid in serving:  # checked and taken with no await between: no race
+            log.warning("%s rejected stream: the call is already streaming here", info.call_sid)
+            await _close_quietly(websocket, 1008)
+            return
+        serving.add(info.call_sid)
+        try:
+            await _serve(websocket, info)
+        finally:
+            serving.discard(info.call_sid)
+
+    async def _serve(websocket: WebSocket, info: CallInfo) -> None:
         records = host.records
         early = await records.get(info.call_sid) if records is not None else None
         call = TwilioCall.create(websocket, info, rest=rest, **options)
