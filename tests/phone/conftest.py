@@ -16,10 +16,10 @@ from loguru import logger as loguru_logger
 from tests.fakes.twilio_loopback import serve
 from tests.fakes.twilio_media import FakeTwilioCall
 from tests.fakes.twilio_rest import FakeTwilioRest, stream_of
-from voxline.pipelines.call_records import CallRecords
-from voxline.processors.greeting import GreetingCache
 from voxline import logsafe
 from voxline.memory.records import CallRecord
+from voxline.pipelines.call_records import CallRecords
+from voxline.processors.greeting import GreetingCache
 from voxline.server import create_app
 from voxline.transports.twilio import RetryOptions, TwilioConfig, TwilioRestClient
 
