@@ -115,3 +115,23 @@ async def test_media_loss_ends_the_call_as_dropped(sip_rig) -> None:
     record = await rig.only_call()
     assert record.end_reason == "dropped"
 
+
+
+
+ANSWER = ("We are open every day from nine in the morning until eleven at night. | "
+          "On weekends we also serve brunch from ten in the morning until three in the afternoon. | "
+          "Reservations can be made by phone or on our website.")
+
+
+async def test_barge_in_keeps_only_the_words_sent(sip_rig) -> None:
+    """The caller talks over the answer: the stored agent line is what RTP carried by then."""
+    rig = await sip_rig(AgentScript(transcripts=[SAID, "Stop, I have another question."], reply=lambda _: ANSWER))
+    run = await rig.sipp("barge_in")
+    assert run.returncode == 0 and run.successful == 1, run.output
+    record = await rig.only_call()
+    cut = [t for t in record.turns if t.role == "assistant" and t.interrupted]
+    assert cut, turns(record)
+    heard = cut[0].text
+    assert heard.startswith("We are open every day"), heard
+    assert "Reservations" not in heard and len(heard) < len(ANSWER) - 40, heard
+    assert ("user", "Stop, I have another question.") in turns(record)

@@ -128,6 +128,7 @@ class SipOutput(BaseOutputTransport):
         self._delay = playout_delay_secs
         self._slot: float | None = None  # when the next packet is due
         self._pending = bytearray()  # less than a packet, waiting for more
+        self._generation = 0  # bumped on interruption
         self.clock = SendClock()
 
     async def start(self, frame: StartFrame) -> None:
@@ -139,6 +140,7 @@ class SipOutput(BaseOutputTransport):
         if isinstance(frame, InterruptionFrame):
             self._pending.clear()
             self._slot = None
+            self._generation += 1
             self._ledger.clear()  # what is still in flight never counts as heard
 
     async def write_transport_frame(self, frame: Frame) -> None:
@@ -164,17 +166,19 @@ class SipOutput(BaseOutputTransport):
         return True
 
     async def _send(self, packet: bytes) -> None:
-        now = time.monotonic()
-        if self._slot is None or now - self._slot > PACKET_SECS:
-            self._slot = now  # first packet of a talk spurt (or we fell behind): restart
-        elif self._slot > now:
-            await asyncio.sleep(self._slot - now)
+        now, slot, generation = time.monotonic(), self._slot, self._generation
+        if slot is None or now - slot > PACKET_SECS:
+            slot = now  # first packet of a talk spurt (or we fell behind): restart
+        elif slot > now:
+            await asyncio.sleep(slot - now)
+            if generation != self._generation:
+                return  # interrupted while waiting for its slot: never sent
             now = time.monotonic()
         self._media.send(packet)
         if self.clock.first_sent_at is None:
             self.clock.first_sent_at = now
-        self.clock.note(now - self._slot)
-        self._slot += PACKET_SECS
+        self.clock.note(now - slot)
+        self._slot = slot + PACKET_SECS
         self._played_later(self._ledger.audio_sent(PACKET_SECS))
 
     def _played_later(self, mark: str | None) -> None:
