@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.phone.kit import AgentScript, fake_services, write_agents
 from voxline.memory.records import CallRecord
@@ -67,10 +68,14 @@ async def sip_rig(tmp_path: Path, sipp_workdir: Path) -> AsyncIterator[RigFactor
     rigs: list[SipRig] = []
 
     async def make(script: AgentScript | None = None, *, services: ServicesFactory | None = None,
-                   allow: str = "127.0.0.1/32", users: str = "", **config: Any) -> SipRig:
+                   allow: str = "127.0.0.1/32", users: str = "", spec: dict | None = None,
+                   **config: Any) -> SipRig:
         script = script or AgentScript()
         agents_dir = write_agents(tmp_path / f"agents{len(rigs)}", script,
                                   {"numbers": {NUMBER: "restaurant"}, "transfer": {"restaurant": TRANSFER}})
+        if spec:  # e.g. real providers for the agent
+            path = agents_dir / "restaurant" / "agent.yaml"
+            path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), **spec}))
         agents = load_agents(agents_dir)
         routes = load_routes(agents_dir, agents)
         host = CallHost(agents, transfer_targets=routes.transfer, services=services or fake_services(script),
