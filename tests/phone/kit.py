@@ -4,6 +4,7 @@ agents folder for ``voxline.server.create_app`` (the real CallSession path)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import subprocess
 import tempfile
@@ -27,6 +28,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
+from pipecat.services.settings import LLMSettings, STTSettings, TTSSettings
 from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.services.tts_service import TTSService
 from pipecat.utils.time import time_now_iso8601
@@ -54,11 +56,17 @@ def silence(secs: float) -> bytes:
     return b"\x00\x00" * int(RATE * secs)
 
 
+def unset(settings: type) -> object:
+    """Store-mode settings with every field None: a fake supports none of them (and
+    pipecat does not log an error about uninitialized fields at start)."""
+    return settings(**{f.name: None for f in dataclasses.fields(settings) if f.name != "extra"})
+
+
 class ScriptedSTT(SegmentedSTTService):
     """Returns the next scripted transcript for each VAD speech segment."""
 
     def __init__(self, transcripts: list[str], latency: float = 0.0) -> None:
-        super().__init__(sample_rate=RATE, trailing_silence_secs=0)
+        super().__init__(sample_rate=RATE, trailing_silence_secs=0, settings=unset(STTSettings))
         self._script = list(transcripts)
         self._latency = latency
 
@@ -76,7 +84,7 @@ class ScriptedLLM(LLMService):
     """Answers each context with a reply chosen from the last user message."""
 
     def __init__(self, reply: Callable[[str], Reply], latency: float = 0.0) -> None:
-        super().__init__()
+        super().__init__(settings=unset(LLMSettings))
         self._reply = reply
         self._latency = latency
         self.calls = 0
@@ -109,7 +117,8 @@ class SpeechTTS(TTSService):
     """Synthesizes with espeak-ng (real speech the test can check), fixed extra latency."""
 
     def __init__(self, latency: float = 0.0, cached: dict[str, bytes] | None = None) -> None:
-        super().__init__(push_start_frame=True, push_stop_frames=True, sample_rate=RATE)
+        super().__init__(push_start_frame=True, push_stop_frames=True, sample_rate=RATE,
+                         settings=unset(TTSSettings))
         self._latency = latency
         self._cached = cached or {}
 

@@ -17,7 +17,8 @@ from pipecat.processors.frame_processor import FrameProcessorSetup
 from tests.fakes.twilio_media import pcm_to_ulaw
 from voxline.transports.twilio import MarkLedger, VoxlineTwilioSerializer
 
-from .kit import silence, speech
+from .kit import AgentScript, silence, speech
+from .test_call_e2e import wait_for
 
 
 def media(seq: int, ulaw: bytes) -> str:
@@ -54,6 +55,36 @@ async def test_malformed_unknown_and_reorder() -> None:
     assert (st.malformed, st.unknown_events, st.late_dropped, st.gaps_skipped) == (2, 1, 1, 1)
 
 
+async def test_hostile_messages_are_counted_not_raised() -> None:
+    """Whatever shape a message has, the serializer drops it and counts it: one bad
+    message must not end the receive loop (and with it the call)."""
+    s = await make_serializer()
+    hostile = [
+        "[" * 50_000, '"just a string"', "null", b"\xff\xfe", "Infinity",
+        json.dumps({"event": "mark", "mark": "m-1"}),
+        json.dumps({"event": "mark", "mark": ["m-1"]}),
+        json.dumps({"event": "dtmf", "dtmf": "5"}),
+        json.dumps({"event": "dtmf", "dtmf": {"digit": ["5"]}}),
+        json.dumps({"event": "media", "media": "AAAA"}),
+        json.dumps({"event": "media", "media": {"payload": 5}}),
+        json.dumps({"event": "media", "media": {"payload": ["AAAA"]}}),
+        json.dumps({"event": "media", "media": {"track": ["inbound"], "payload": "AAAA"}}),
+        '{"event": "media", "sequenceNumber": Infinity, "media": {"payload": "AAAA"}}',
+        json.dumps({"event": "media", "sequenceNumber": 10**400, "media": {"payload": "AAAA"}}),
+        json.dumps({"event": "media", "sequenceNumber": -5, "media": {"payload": "AAAA"}}),
+        json.dumps({"event": ["media"]}),
+        json.dumps({"event": "stop", "sequenceNumber": {"n": 1}, "stop": "now"}),
+    ]
+    for message in hostile:
+        assert await s.deserialize(message) is None, message
+    # (media whose sequenceNumber is no number is taken in arrival order; `stop` is a hang-up)
+    assert s.stats.malformed + s.stats.unknown_events + s.stats.media_in == len(hostile) - 1, s.stats
+    # The stream still works afterwards, in order.
+    frames = [await s.deserialize(media(n, bytes([0x10]) * 160)) for n in range(2, 6)]
+    assert any(isinstance(f, InputAudioRawFrame) for f in frames)
+    assert s.stats.late_dropped == 0
+
+
 async def test_marks_follow_audio_and_clear_retires_them() -> None:
     s = await make_serializer()
     out = await s.serialize(OutputAudioRawFrame(b"\x00\x01" * 160, 8000, 1))
@@ -86,7 +117,9 @@ async def test_media_before_start_and_drop_closes_record_with_transcript(phone) 
     await call.connect(send_start=False)
     await call.send_json(call.media_message(pcm_to_ulaw(silence(0.02))))  # before start
     await call.send_start()
-    await asyncio.sleep(3.0)  # greeting plays
+    greeting = speech(AgentScript().greeting)
+    assert await wait_for(lambda: len(call.played) * 2 >= len(greeting), 15)  # the greeting played
+    await asyncio.sleep(0.3)  # its last mark echoed
     await call.drop()
     record = await phone.records.wait_closed(call.call_sid, 10)
     assert (record.status, record.end_reason) == ("dropped", "dropped")
@@ -113,3 +146,21 @@ async def test_two_concurrent_calls_do_not_share_state(phone, script) -> None:
     # Each stream only ever saw its own streamSid.
     for c in calls:
         assert {r.message.get("streamSid") for r in c.received} == {c.stream_sid}
+
+
+async def test_a_hostile_message_mid_call_does_not_end_it(phone, server_errors) -> None:
+    call = await phone.incoming("CA000000000000000000000000000000b7")
+    await call.connect()
+    assert await wait_for(lambda: len(call.played) > 2000, 10)
+    for raw in ("[" * 50_000, json.dumps({"event": "mark", "mark": "m-1"}),
+                json.dumps({"event": "media", "media": {"payload": 5}}),
+                '{"event": "media", "sequenceNumber": Infinity, "media": {"payload": ""}}'):
+        await call.send_raw(raw)
+    played = len(call.played)
+    assert await wait_for(lambda: len(call.played) > played + 4000, 10)  # still talking
+    live = phone.app.state.host.calls[call.call_sid]
+    assert live.incoming.stats()["malformed"] >= 3
+    await call.stop()
+    record = await phone.records.wait_closed(call.call_sid, 10)
+    assert record.end_reason == "caller_hung_up"
+    assert server_errors == []

@@ -218,7 +218,7 @@ async def _read_start(websocket: WebSocket, config: TwilioConfig) -> CallInfo | 
             return None
         try:
             message = json.loads(raw)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             continue
         if not isinstance(message, dict):
             continue

@@ -124,14 +124,18 @@ class VoxlineTwilioSerializer(TwilioFrameSerializer):
         if seq is not None:
             self._fill(seq, None)
         if event == "mark":
-            name = (message.get("mark") or {}).get("name")
+            name = _field(message, "mark", "name")
             if isinstance(name, str):
                 self.ledger.echo(name)
+            else:
+                self.stats.malformed += 1
             return None
         if event == "dtmf":
-            digit = (message.get("dtmf") or {}).get("digit")
+            digit = _field(message, "dtmf", "digit")
             try:
-                frame = InputDTMFFrame(KeypadEntry(str(digit)))
+                if not isinstance(digit, str):
+                    raise ValueError(digit)
+                frame = InputDTMFFrame(KeypadEntry(digit))
             except ValueError:
                 self.stats.unknown_events += 1
                 return None
@@ -149,7 +153,7 @@ class VoxlineTwilioSerializer(TwilioFrameSerializer):
     def _parse(self, data: str | bytes) -> dict[str, Any] | None:
         try:
             message = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON (or not UTF-8), or nested too deep
             self.stats.malformed += 1
             return None
         if not isinstance(message, dict):
@@ -164,7 +168,7 @@ class VoxlineTwilioSerializer(TwilioFrameSerializer):
             return None
         try:
             payload = base64.b64decode(media.get("payload") or "", validate=True)
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError, TypeError):
             self.stats.malformed += 1
             return None
         if not payload:
@@ -214,8 +218,20 @@ class VoxlineTwilioSerializer(TwilioFrameSerializer):
         return InputAudioRawFrame(audio=pcm, num_channels=1, sample_rate=self._sample_rate)
 
 
+_MAX_SEQ = 2**53  # Twilio counts up from 1; beyond this a number is no sequence at all
+
+
 def _seq(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+    if isinstance(value, bool):
         return None
+    try:
+        seq = int(value)
+    except (TypeError, ValueError, OverflowError):  # (int("inf"), int(float("inf")))
+        return None
+    return seq if 0 < seq < _MAX_SEQ else None
+
+
+def _field(message: dict[str, Any], section: str, name: str) -> Any:
+    """``message[section][name]``, or None when the section is not an object."""
+    body = message.get(section)
+    return body.get(name) if isinstance(body, dict) else None
