@@ -207,7 +207,7 @@ CHROMIUM_ARGS = [
 
 
 @contextlib.asynccontextmanager
-async def chromium(mic: Path | None = None, *, grant_mic: bool = True, block_udp: bool = False,
+async def chromium(mic: Path | None = None, *, grant_mic: bool = True,
                    extra: list[str] = ()) -> AsyncIterator[Any]:
     """Headless Debian chromium under Playwright; ``mic`` plays as the microphone."""
     from playwright.async_api import async_playwright
@@ -219,8 +219,6 @@ async def chromium(mic: Path | None = None, *, grant_mic: bool = True, block_udp
         args.append("--use-fake-ui-for-media-stream")
     if mic is not None:
         args.append(f"--use-file-for-fake-audio-capture={mic}%noloop")
-    if block_udp:  # no UDP candidates at all: WebRTC cannot connect
-        args.append("--force-webrtc-ip-handling-policy=disable_non_proxied_udp")
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         try:
@@ -229,7 +227,19 @@ async def chromium(mic: Path | None = None, *, grant_mic: bool = True, block_udp
             await browser.close()
 
 
-async def wait_for(page: Any, expression: str, timeout: float = 15.0) -> Any:
+# A network where WebRTC cannot connect: relay candidates only, and no TURN server.
+BLOCK_WEBRTC = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  function Blocked(config, ...rest) { return new Native({ ...(config || {}), iceTransportPolicy: "relay" }, ...rest); }
+  Blocked.prototype = Native.prototype;
+  Object.setPrototypeOf(Blocked, Native);
+  window.RTCPeerConnection = Blocked;
+})();
+"""
+
+
+async def wait_for(page: Any, expression: str, timeout: float = 20.0) -> Any:
     """Poll a JS expression in the page until it is truthy (bounded)."""
     await page.wait_for_function(expression, timeout=timeout * 1000, polling=50)
     return await page.evaluate(expression)

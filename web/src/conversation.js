@@ -45,17 +45,25 @@ export class Conversation {
     this.transportName = null;
     this.ended = false;
     this.stats = { startedAt: performance.now(), sessionAt: null, connectedAt: null, firstAudioAt: null,
-      audioSecs: 0, lastAudioAt: null, userStartedAt: null, peak: 0, transport: null };
+      audioSecs: 0, lastAudioAt: null, userStartedAt: null, peak: 0, transport: null, sessionId: null,
+      edges: [] }; // edges: [ms, 1 | 0] when the agent's audio starts and stops at the browser
+    this._on = false;
     this.meter = new RemoteMeter((level, dt) => this._audio(dt, level));
     this._micError = null;
   }
 
   _audio(secs, level) {
     const now = performance.now();
+    const edges = this.stats.edges;
     if (level > 0.01) {
       this.stats.audioSecs += secs;
       this.stats.lastAudioAt = now;
       if (this.stats.firstAudioAt === null) this.stats.firstAudioAt = now;
+      if (!this._on && edges.length < 200) edges.push([Math.round(now), 1]);
+      this._on = true;
+    } else if (this._on && now - this.stats.lastAudioAt > 80) {
+      this._on = false;
+      if (edges.length < 200) edges.push([Math.round(this.stats.lastAudioAt), 0]);
     }
     this.stats.peak = Math.max(this.stats.peak * 0.9, level);
   }
@@ -80,6 +88,7 @@ export class Conversation {
     if (response.status === 404) throw new ConversationError("unavailable", "This assistant is not available.");
     if (!response.ok) throw new ConversationError("connection", MESSAGES.connection);
     this.stats.sessionAt = performance.now();
+    this.stats.sessionId = body.session_id;
     return body;
   }
 
