@@ -17,7 +17,7 @@ Receive = Any
 Send = Any
 
 DEFAULT_MAX_BODY = 64 * 1024  # Twilio's webhooks are a few KB; our API bodies smaller
-_HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?$")
+_HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?\Z")
 
 
 def valid_host(value: str) -> bool:

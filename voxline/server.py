@@ -49,8 +49,8 @@ API_KEY_ENV = "VOXLINE_API_KEY"
 AGENTS_DIR_ENV = "VOXLINE_AGENTS_DIR"
 DOCS_ENV = "VOXLINE_DOCS"
 TRUST_PROXY_ENV = "VOXLINE_TRUST_PROXY"
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-_SIP = re.compile(r"^sip:[A-Za-z0-9._~+-]{1,64}@[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
+_SIP = re.compile(r"^sip:[A-Za-z0-9._~+-]{1,64}@[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?\Z")
 
 
 class OutboundCall(BaseModel):

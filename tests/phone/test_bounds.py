@@ -63,6 +63,8 @@ async def test_huge_and_malformed_call_sids_are_refused(phone, server_log, caplo
         assert (await client.post(url, data=huge, headers=signed(url, huge))).status_code == 413
         assert (await client.post(url, data=large, headers=signed(url, large))).status_code == 400
         assert (await client.post(url, data=forged_line, headers=signed(url, forged_line))).status_code == 400
+        trailing = {**VOICE, "CallSid": VOICE["CallSid"] + "\n"}  # a regex "$" would let it through
+        assert (await client.post(url, data=trailing, headers=signed(url, trailing))).status_code == 400
         assert (await client.post(url, data=forged_line)).status_code == 403  # unsigned: logged, refused
         status = phone.base + "/twilio/status"
         assert (await client.post(status, data=forged_line, headers=signed(status, forged_line))).status_code == 400
@@ -156,6 +158,7 @@ def bad_starts() -> dict[str, object]:
         "start not an object": {**ok, "start": ["callSid", SID]},
         "start null": {**ok, "start": None},
         "callSid a number": start_message(SID, params, callSid=12345),
+        "callSid trailing newline": start_message(SID, params, callSid=SID + "\n"),
         "mediaFormat a list": start_message(SID, params, mediaFormat=["audio/x-mulaw"]),
         "tracks a string": start_message(SID, params, tracks="inbound"),
         "deep nesting first": "[" * 50_000,

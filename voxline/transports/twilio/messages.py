@@ -46,14 +46,14 @@ class StartMessageError(ValueError):
     """The `start` message lacks the ids we need to run a call, or holds bad values."""
 
 
-_CALL_SID = re.compile(r"^CA[0-9a-f]{32}$")
-_STREAM_SID = re.compile(r"^MZ[0-9a-f]{32}$")
-_ACCOUNT_SID = re.compile(r"^AC[0-9a-f]{32}$")
+_CALL_SID = re.compile(r"^CA[0-9a-f]{32}\Z")  # \Z: "$" would let a trailing newline through
+_STREAM_SID = re.compile(r"^MZ[0-9a-f]{32}\Z")
+_ACCOUNT_SID = re.compile(r"^AC[0-9a-f]{32}\Z")
 MAX_PARAMETERS = 16
 MAX_PARAMETER_LEN = 256
 
 
-_ADDRESS = re.compile(r"^[A-Za-z0-9+:@._~-]{1,128}$")
+_ADDRESS = re.compile(r"^[A-Za-z0-9+:@._~-]{1,128}\Z")
 
 
 def address(value: object) -> str:
