@@ -147,6 +147,7 @@ class AgentScript:
         {"name": "transfer_call", "handler": "builtin:transfer_call"},
     ])
     phone: dict | None = None  # the spec's ``phone:`` block (voicemail, recording)
+    limits: dict | None = None  # the spec's ``limits:`` block (max_concurrent_calls)
 
 
 def agent_yaml(script: AgentScript, name: str = "restaurant") -> dict:
@@ -162,6 +163,8 @@ def agent_yaml(script: AgentScript, name: str = "restaurant") -> dict:
     }
     if script.phone is not None:
         spec["phone"] = script.phone
+    if script.limits is not None:
+        spec["limits"] = script.limits
     return spec
 
 

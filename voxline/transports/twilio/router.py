@@ -131,6 +131,13 @@ def twilio_router(
         answered_by = answered_by if answered_by in _VERDICTS else None
         records = host.records
         if records is not None:
+            over = state in _NOT_CONNECTED or (state == "completed" and call_sid not in host.calls)
+            if over:
+                # A call that never streamed here gives its place under the caps back now,
+                # not when the webhook's reservation lapses.
+                record = await records.get(call_sid)
+                if record is not None:
+                    await host.release(call_sid, record.agent)
             if state in _NOT_CONNECTED:
                 await records.close(call_sid, reason=_NOT_CONNECTED[state])
             elif state == "completed" and call_sid not in host.calls:
