@@ -107,7 +107,7 @@ async def test_barge_in_stops_the_agent_and_the_transcript_keeps_what_was_heard(
         # The agent's audio stopped at the browser no later than the news of the barge-in
         # (RTVI user-started-speaking) arrived there: it was cut by the visitor's speech,
         # with seconds of the answer left to play.
-        assert barge - 1000 < stopped < barge + 300, (edges, barge)
+        assert barge - 1000 < stopped < barge + 500, (edges, barge)  # 80 ms edge hysteresis, jitter buffer
         restarted = next(t for t, on in edges if on and t > stopped)
         assert restarted - stopped > 1500  # silent until the visitor finished and the answer came
         cut = next(c for c in captions if c[0] == "agent" and c[2])  # marked interrupted

@@ -176,6 +176,7 @@ export class Conversation {
     this.stats.transport = kind;
     try {
       await client.initDevices();
+      this.stats.micAt = performance.now();
     } catch (error) {
       // fall through: the mic error, if any, was reported through onDeviceError
     }

@@ -74,6 +74,14 @@ button:focus-visible { outline: 3px solid var(--voxline-focus, #ffb020); outline
 .line.visitor { align-self: flex-end; background: var(--user-bubble); color: var(--user-text);
   border-bottom-right-radius: 4px; }
 .line.interim { opacity: .7; }
+.line.pending { padding: 12px 14px; }
+.dots { display: inline-flex; gap: 4px; }
+.dots i { width: 6px; height: 6px; border-radius: 50%; background: var(--muted); opacity: .35;
+  animation: blink 1.2s infinite ease-in-out; }
+.dots i:nth-child(2) { animation-delay: .2s; }
+.dots i:nth-child(3) { animation-delay: .4s; }
+@keyframes blink { 40% { opacity: 1; transform: translateY(-2px); } }
+@media (prefers-reduced-motion: reduce) { .dots i { animation: none; opacity: .7; } }
 .line.interrupted::after { content: " — interrupted"; color: var(--muted); font-size: 12.5px; font-style: italic; }
 .notice { margin: 0 16px 12px; padding: 10px 12px; border-radius: 12px; font-size: 14px;
   background: #fef3f2; color: #912018; border: 1px solid #fecdca; }

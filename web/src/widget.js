@@ -114,7 +114,11 @@ export class Widget {
     this.setMuted(false);
     this._setState("connecting");
     const conversation = new Conversation(this.options, {
-      onState: (s) => { if (this.conversation === conversation) this._setState(s); },
+      onState: (s) => {
+        if (this.conversation !== conversation) return;
+        this._setState(s);
+        if (s === "speaking" && !this.agentLine) this._pending(); // words show once spoken
+      },
       onUserText: (text, final) => this._userText(text, final),
       onBotText: (text) => this._botText(text),
       onHeard: (heard) => this._heard(heard),
@@ -193,8 +197,20 @@ export class Widget {
     this.el.captions.scrollTop = this.el.captions.scrollHeight;
   }
 
+  _pending() {
+    this.agentLine = this._line("agent", "");
+    this.agentLine.classList.add("pending");
+    this.agentLine.setAttribute("aria-label", "The assistant is speaking");
+    this.agentLine.innerHTML = '<span class="dots" aria-hidden="true"><i></i><i></i><i></i></span>';
+  }
+
   _botText(text) {
     if (!this.agentLine) this.agentLine = this._line("agent", "");
+    if (this.agentLine.classList.contains("pending")) {
+      this.agentLine.classList.remove("pending");
+      this.agentLine.removeAttribute("aria-label");
+      this.agentLine.textContent = "";
+    }
     const current = this.agentLine.textContent;
     this.agentLine.textContent = current ? `${current} ${text.trim()}` : text.trim();
     this._log("bot-text", text);
@@ -205,6 +221,10 @@ export class Widget {
     // The server's word on what the visitor heard: it replaces what we showed.
     const shown = text.replace(/\s*\[interrupted\]\s*$/, "").trim();
     if (!this.agentLine && shown) this.agentLine = this._line("agent", shown);
+    if (this.agentLine && this.agentLine.classList.contains("pending")) {
+      this.agentLine.classList.remove("pending");
+      this.agentLine.textContent = "";
+    }
     if (this.agentLine) {
       if (shown) this.agentLine.textContent = shown;
       this._closeAgentLine(interrupted);
@@ -218,7 +238,7 @@ export class Widget {
       this.agentLine.classList.add("interrupted");
       this.agentLine.setAttribute("data-voxline-interrupted", "");
     }
-    if (!this.agentLine.textContent) this.agentLine.remove();
+    if (!this.agentLine.textContent || this.agentLine.classList.contains("pending")) this.agentLine.remove();
     this.agentLine = null;
   }
 
