@@ -38,12 +38,25 @@ class PromptPart(_Strict):
 
 
 class RetrySettings(_Strict):
-    """How one provider block is tried before the next in its list takes over."""
+    """How one provider block is tried before the next in its list takes over.
+
+    Bounded everywhere: ``attempts`` tries per turn on retryable errors (5xx, 429, 408,
+    connection errors), ``backoff_secs`` doubling between them; a first byte later than
+    ``attempt_timeout_secs`` or a gap mid-answer longer than ``stall_timeout_secs``
+    hands the turn to the next block at once. Timeouts only apply while a next block
+    exists: the last one is waited for, as a lone provider would be. A provider that
+    failed is probed ``max_probes`` times in the background, ``probe_interval_secs``
+    apart and doubling up to ``probe_max_interval_secs``, and taken back when healthy.
+    """
 
     attempts: int = Field(2, ge=1, le=5)  # tries of this provider per turn (retryable errors)
     backoff_secs: float = Field(0.1, ge=0, le=5)
-    attempt_timeout_secs: float = Field(2.0, gt=0, le=60)  # longest wait for the first byte
-    stall_timeout_secs: float = Field(2.0, gt=0, le=60)  # longest gap mid-answer
+    # The caller hears at most this much extra silence when a provider hangs.
+    attempt_timeout_secs: float = Field(0.8, gt=0, le=60)  # longest wait for the first byte
+    stall_timeout_secs: float = Field(0.8, gt=0, le=60)  # longest gap mid-answer
+    probe_interval_secs: float = Field(1.0, gt=0, le=300)
+    probe_max_interval_secs: float = Field(30.0, gt=0, le=3600)
+    max_probes: int = Field(10, ge=0, le=1000)
 
 
 class ProviderBlock(_Strict):
@@ -139,6 +152,22 @@ class Limits(_Strict):
     max_concurrent_calls: int | None = Field(None, ge=1)
 
 
+class Guardrails(_Strict):
+    """Output checks on what the agent says (voxline.processors.grounding).
+
+    ``grounding``: an answer may not claim an action (booked, cancelled, sent...) that no
+    tool performed, nor state the examples' content (a name only an example used) as
+    fact; the caller hears ``corrections[kind]`` instead. Kinds: book, cancel, transfer,
+    send, schedule, confirm, example, failed (a tool ran but its result says it did not
+    happen). ``actions`` names the tools that perform a kind of action when their names
+    do not say it (``{book: [reserve_slot]}``).
+    """
+
+    grounding: bool = True
+    corrections: dict[str, str] = Field(default_factory=dict)
+    actions: dict[str, list[str]] = Field(default_factory=dict)
+
+
 class AgentSpec(_Strict):
     name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     language: str = "en"
@@ -161,6 +190,7 @@ class AgentSpec(_Strict):
     limits: Limits = Field(default_factory=Limits)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     phone: PhoneSettings = Field(default_factory=PhoneSettings)
+    guardrails: Guardrails = Field(default_factory=Guardrails)
     # The folder relative tool paths are resolved against; set by load_spec.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

@@ -42,6 +42,8 @@ from voxline.integrations.tools.runtime import (
 )
 from voxline.processors.answer_guard import AnswerGuard
 from voxline.processors.call_log import CallLog
+from voxline.processors.grounding import GroundingGuard
+from voxline.processors.speech_text import apply_stt_hints, use_speakable
 from voxline.spec import AgentSpec
 
 END_CALL_SCHEMA = FunctionSchema(
@@ -166,6 +168,11 @@ def build_pipeline(
             user_idle_timeout=spec.idle.reprompt_after_secs,
         ),
     )
+    apply_stt_hints(spec, services.stt)
+    use_speakable(services.tts)  # times, money, numbers in words; the context keeps the text
+    grounding = (
+        [GroundingGuard(spec, log, extra_context=extra_context)] if spec.guardrails.grounding else []
+    )
     pipeline = Pipeline([
         transport.input(),
         *ext.before_stt,
@@ -174,6 +181,7 @@ def build_pipeline(
         aggregators.user(),
         services.llm,
         AnswerGuard(spec.fallback),
+        *grounding,  # no claim of an action no tool performed, no example stated as fact
         *ext.after_llm,
         *ext.before_tts,
         services.tts,

@@ -14,6 +14,10 @@ class Expect(_Strict):
     tool_called: str | list[str] | None = None
     no_tool_called: bool | None = None
     says_any: list[str] | None = None
+    # None of these words in what the agent said (an invented name, a false "booked").
+    says_none: list[str] | None = None
+    # What the caller heard (the agent's audio, transcribed) has any of these.
+    hears_any: list[str] | None = None
     interrupted: bool | None = None
     call_ended: bool | None = None
 

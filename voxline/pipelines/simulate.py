@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -231,19 +232,31 @@ class Simulation:
         if expect is None:
             return
         fail = self.report.failures.append
-        called = [c["name"] for c in report.tool_calls if not c["error"]]
+        # Guardrail events are recorded beside tool calls; they are not the agent's tools.
+        tools = [c for c in report.tool_calls if not c["name"].startswith("guardrail:")]
+        called = [c["name"] for c in tools if not c["error"]]
         if expect.tool_called is not None:
             wanted = [expect.tool_called] if isinstance(expect.tool_called, str) else expect.tool_called
             for name in wanted:
                 if name not in called:
                     fail(f"turn {n}: expected tool {name!r} to be called; called {called or 'none'}")
-        if expect.no_tool_called and report.tool_calls:
-            fail(f"turn {n}: expected no tool call; got {[c['name'] for c in report.tool_calls]}")
+        if expect.no_tool_called and tools:
+            fail(f"turn {n}: expected no tool call; got {[c['name'] for c in tools]}")
         if expect.says_any is not None:
             said = f"{report.agent_said} {report.caller_heard}".lower()
             if not any(s.lower() in said for s in expect.says_any):
                 fail(f"turn {n}: expected the agent to say any of {expect.says_any}; "
                      f"it said {report.agent_said!r}")
+        if expect.says_none is not None:
+            said = f" {report.agent_said} ".lower()
+            bad = [s for s in expect.says_none if re.search(rf"\b{re.escape(s.lower())}\b", said)]
+            if bad:
+                fail(f"turn {n}: expected the agent not to say {bad}; it said {report.agent_said!r}")
+        if expect.hears_any is not None:
+            heard = report.caller_heard.lower()
+            if not any(s.lower() in heard for s in expect.hears_any):
+                fail(f"turn {n}: expected the caller to hear any of {expect.hears_any}; "
+                     f"they heard {report.caller_heard!r}")
         if expect.interrupted is not None and report.interrupted != expect.interrupted:
             fail(f"turn {n}: expected interrupted={expect.interrupted}, got {report.interrupted}")
         if expect.call_ended is not None and ended != expect.call_ended:

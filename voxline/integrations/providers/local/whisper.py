@@ -38,6 +38,11 @@ class LocalWhisperSTTService(WhisperSTTService):
         self._audio_rate = 0  # the rate the caller's audio arrives at
         super().__init__(**kwargs)  # calls _load
 
+    def set_vocabulary(self, words: str) -> None:
+        """Words this call is likely to hear (names, the agent's tools): faster-whisper's
+        ``hotwords``, given to the decoder as preceding text."""
+        self._settings.hotwords = words or None
+
     def _load(self) -> None:
         self._model = shared.whisper(
             require_given(self._settings.model, "Whisper model"), device=self._device,
