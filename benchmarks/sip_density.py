@@ -66,7 +66,7 @@ async def run(ns: list[int], secs: float, rate: float) -> None:
     agents = load_agents(agents_dir)
     host = CallHost(agents, services=fake_services(script), recording_dir=tmp / "rec", remember=False,
                     limits=CallLimits(max_calls_per_worker=1000))
-    await host.start(str(tmp / "voxline.db"))
+    await host.start(os.environ.get("DATABASE_URL") or str(tmp / "voxline.db"))
     config = SipConfig(host="127.0.0.1", port=0, allow=parse_allow("127.0.0.1/32"), rtp_ports=(40000, 44000))
     server: SipServer = await start_sip(host, load_routes(agents_dir, agents).numbers, config=config)
     port = server.address[1]

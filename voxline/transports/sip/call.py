@@ -49,7 +49,7 @@ class SipCall:
     media_timeout_secs: float = 30.0
     hung_up: asyncio.Event = field(default_factory=asyncio.Event)  # the far end sent BYE
     dropped: bool = False
-    answered_at: float = 0.0
+    on_hold: bool = False  # the caller put us on hold (re-INVITE): silence is expected
     _bye_sent: bool = False
 
     # -- CallLine --------------------------------------------------------------
@@ -112,7 +112,7 @@ class SipCall:
             else:
                 quiet = 0
             self.media.maybe_report()
-            if idle > self.media_timeout_secs:
+            if idle > self.media_timeout_secs and not self.on_hold:
                 log.warning("%s no media for %.0f s: call dropped", self.call_id, idle)
                 self.dropped = True
                 await self.transport.disconnected()

@@ -209,8 +209,8 @@ class RtpMedia:
 
     def send(self, pcm: bytes) -> None:
         """One 20 ms packet of 16-bit PCM, now."""
-        if self._rtp is None or self._rtp.transport is None:
-            return
+        if self._rtp is None or self._rtp.transport is None or self.offer.direction in ("sendonly", "inactive"):
+            return  # on hold: the caller does not want our audio
         now = time.monotonic()
         marker = 0
         if self._last_send is None or now - self._last_send > 0.04:

@@ -41,7 +41,7 @@ from .outgoing import ClientRequests
 from .rtp import RATE, PortPool, RtpMedia
 from .sdp import SdpError, build_answer, parse_offer
 from .transport import SipTransport
-from .wire import UdpWire, reply
+from .wire import UdpWire, quiet_library_logs, reply
 
 log = logging.getLogger("voxline.sip")
 
@@ -82,6 +82,7 @@ class SipServer:
         return self.wire.bound
 
     async def start(self) -> None:
+        quiet_library_logs()
         await self.uas.start()
         self.uas.advertised_addr = (self.config.advertised_host, self.address[1])
         log.info("- SIP listening on udp %s:%d", *self.address)
@@ -156,6 +157,7 @@ class SipServer:
         if offer.payload_type != media.offer.payload_type:
             offer = media.offer  # keep our codec; the answer says which
         media.remote, media.offer = offer.remote, offer
+        dialog.line.on_hold = offer.direction in ("recvonly", "inactive")  # they send nothing
         sip.accept(build_answer(offer, host=self.config.advertised_host, port=media.port,
                                 session_id=dialog.call_id[-8:]))
 
@@ -169,7 +171,8 @@ class SipServer:
     async def _run(self, dialog: _Dialog) -> None:
         host, admitted, sip = self.host, dialog.admitted, dialog.sip
         call_id, agent = dialog.call_id, admitted.agent
-        announced = released = False
+        released = False
+        announced: asyncio.Task[None] | None = None
         media: RtpMedia | None = None
         watchdog: asyncio.Task[None] | None = None
         try:
@@ -181,9 +184,9 @@ class SipServer:
                 released = True
                 sip.reject(486 if refusal == "busy" else 503)
                 return
-            await host.announce(call_id, agent=agent, channel="sip", direction="inbound",
-                                from_=admitted.caller, to=admitted.dialed, status="ringing")
-            announced = True
+            # The record is written while the phone rings: the store's latency stays off INVITE -> 200.
+            announced = self._spawn(host.announce(call_id, agent=agent, channel="sip", direction="inbound",
+                                                  from_=admitted.caller, to=admitted.dialed, status="ringing"))
             sip.ringing()
             media = RtpMedia(admitted.offer, pool=self.ports, batch_ms=self.config.inbound_batch_ms,
                              jitter_packets=self.config.jitter_packets)
@@ -196,6 +199,7 @@ class SipServer:
             dialog.answered, dialog.line = True, line
             dialog.timings["ok"] = asyncio.get_running_loop().time()
             self.guard.end(admitted.source_ip)
+            await announced
             if host.records is not None and host.agents[agent].memory.enabled:
                 await host.records.set_state(call_id, "in-progress")
             log.info("%s inbound SIP call from %s routed to agent %s (%s)", call_id,
@@ -204,16 +208,16 @@ class SipServer:
             released = True  # from here on the host owns the reservation
             await host.run(self._incoming(dialog, line))
         except asyncio.CancelledError:
-            if announced and not dialog.answered:
+            if announced is not None and not dialog.answered:
                 log.info("%s canceled before answer", call_id)
-                await self._close_record(call_id, agent, "canceled")
+                await self._close_record(call_id, agent, "canceled", announced)
             raise
         except OSError as e:  # no free RTP port: refuse while we still can
             log.error("%s cannot take the call: %s", call_id, type(e).__name__)
             if not dialog.answered:
                 sip.reject(503, "Service Unavailable")
-                if announced:
-                    await self._close_record(call_id, agent, "failed")
+                if announced is not None:
+                    await self._close_record(call_id, agent, "failed", announced)
         finally:
             await self._finish(dialog, media, watchdog, released=released)
 
@@ -234,7 +238,9 @@ class SipServer:
             after_output=[line.heard.gate], stats=line.stats, hangup=line.hung_up,
         )
 
-    async def _close_record(self, call_id: str, agent: str, reason: str) -> None:
+    async def _close_record(self, call_id: str, agent: str, reason: str, announced: asyncio.Task[None]) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(announced)  # the record exists before it is closed
         records = self.host.records
         if records is not None and self.host.agents[agent].memory.enabled:
             with contextlib.suppress(Exception):

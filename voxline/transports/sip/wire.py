@@ -23,6 +23,8 @@ from aiosipua import SipMessage, SipRequest, SipResponse, SipTransport, generate
 from aiosipua.message import missing_required_headers
 from aiosipua.transport import _stamp_via_received
 
+from voxline.logsafe import clean
+
 log = logging.getLogger("voxline.sip")
 
 # Methods the endpoint implements; anything else that looks like a method gets 501.
@@ -198,3 +200,18 @@ def where(e: BaseException) -> str:
     if tb is None:
         return type(e).__name__
     return f"{type(e).__name__} at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
+
+
+class _CleanArgs(logging.Filter):
+    """aiosipua logs Call-IDs and URIs it received: escape and cap them like ours."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(clean(a, 64) if isinstance(a, str) else a for a in record.args)
+        return record.levelno >= logging.WARNING
+
+
+def quiet_library_logs() -> None:
+    library = logging.getLogger("aiosipua")
+    if not any(isinstance(f, _CleanArgs) for f in library.filters):
+        library.addFilter(_CleanArgs())
