@@ -122,10 +122,10 @@ async def phone(script: AgentScript, tmp_path: Path, stream_options: dict, twili
                               **twilio_options)
         rest = TwilioRestClient(ACCOUNT, TOKEN, base_url=rest_base,
                                 retry=RetryOptions(attempts=3, base_delay_secs=0.01))
-        app = create_app(agents, twilio=config, api_key=API_KEY, services=fake_services(script),
-                         rest=rest, recording_dir=tmp_path / "recordings",
-                         database_url=str(tmp_path / "voxline.db"), stream_options=stream_options,
-                         **app_options)
+        options = {"services": fake_services(script), **app_options}
+        app = create_app(agents, twilio=config, api_key=API_KEY, rest=rest,
+                         recording_dir=tmp_path / "recordings", database_url=str(tmp_path / "voxline.db"),
+                         stream_options=stream_options, **options)
         async with serve(app, **serve_options) as base:
             yield PhoneServer(base, fake, rest, app.state.config, app)
         await rest.aclose()

@@ -120,6 +120,13 @@ class CallSession:
             self._spawn(self._enforce_time_limit())
             self.started.set()
 
+        @self.worker.event_handler("on_pipeline_error")
+        async def _error(_worker, frame) -> None:
+            # A fatal error cancels the pipeline: the call failed, whoever hangs up after.
+            if frame.fatal and self.end_reason is None:
+                self.end_reason = "pipeline_error"
+                logger.warning("%s call ending: pipeline_error", self.call_id)
+
         for name in ("on_client_disconnected", "on_participant_left"):
             if name in transport._event_handlers:  # transports differ in what they announce
                 transport.add_event_handler(name, self._on_disconnected)
