@@ -144,7 +144,7 @@ async def test_a_lying_model_is_corrected_in_a_call(monkeypatch, tmp_path):
 
     assert "cancelled anything yet" in said[2] and _events(report.turns[2])[0]["arguments"]["kind"] == "cancel"
 
-    assert DEFAULT_CORRECTIONS["failed"] in said[3]
+    assert DEFAULT_CORRECTIONS["failed_cancel"] in said[3]
     assert [c["name"] for c in report.turns[3].tool_calls] == ["cancel_booking", GUARDRAIL]
 
     assert "Tom" not in said[4] and said[4].startswith("You're welcome!")  # the name is left out

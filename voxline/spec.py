@@ -24,6 +24,7 @@ from pydantic import (
 from voxline.call_settings import PhoneSettings
 from voxline.errors import SpecError
 from voxline.memory.settings import MemorySettings
+from voxline.web_settings import WebSettings
 
 
 class _Strict(BaseModel):
@@ -159,8 +160,8 @@ class Guardrails(_Strict):
     tool performed, nor state the examples' content (a name only an example used) as
     fact; the caller hears ``corrections[kind]`` instead. Kinds: book, cancel, transfer,
     send, schedule, confirm, example, failed (a tool ran but its result says it did not
-    happen). ``actions`` names the tools that perform a kind of action when their names
-    do not say it (``{book: [reserve_slot]}``).
+    happen; ``failed_cancel`` etc. for one kind). ``actions`` names the tools that
+    perform a kind of action when their names do not say it (``{book: [reserve_slot]}``).
     """
 
     grounding: bool = True
@@ -190,6 +191,7 @@ class AgentSpec(_Strict):
     limits: Limits = Field(default_factory=Limits)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     phone: PhoneSettings = Field(default_factory=PhoneSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     guardrails: Guardrails = Field(default_factory=Guardrails)
     # The folder relative tool paths are resolved against; set by load_spec.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

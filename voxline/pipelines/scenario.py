@@ -16,6 +16,8 @@ class Expect(_Strict):
     says_any: list[str] | None = None
     # None of these words in what the agent said (an invented name, a false "booked").
     says_none: list[str] | None = None
+    # Arguments of the expected tool's call: each key's value contains one of the strings.
+    tool_args: dict[str, list[str]] | None = None
     # What the caller heard (the agent's audio, transcribed) has any of these.
     hears_any: list[str] | None = None
     interrupted: bool | None = None

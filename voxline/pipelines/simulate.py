@@ -235,11 +235,18 @@ class Simulation:
         # Guardrail events are recorded beside tool calls; they are not the agent's tools.
         tools = [c for c in report.tool_calls if not c["name"].startswith("guardrail:")]
         called = [c["name"] for c in tools if not c["error"]]
+        wanted: list[str] = []
         if expect.tool_called is not None:
             wanted = [expect.tool_called] if isinstance(expect.tool_called, str) else expect.tool_called
             for name in wanted:
                 if name not in called:
                     fail(f"turn {n}: expected tool {name!r} to be called; called {called or 'none'}")
+        if expect.tool_args is not None:
+            made = [c["arguments"] for c in tools if not c["error"]
+                    and (expect.tool_called is None or c["name"] in wanted)]
+            if not any(all(any(v.lower() in str(args.get(k, "")).lower() for v in values)
+                           for k, values in expect.tool_args.items()) for args in made):
+                fail(f"turn {n}: expected arguments like {expect.tool_args}; got {made or 'no call'}")
         if expect.no_tool_called and tools:
             fail(f"turn {n}: expected no tool call; got {[c['name'] for c in tools]}")
         if expect.says_any is not None:

@@ -98,6 +98,7 @@ DEFAULT_CORRECTIONS = {
     "confirm": "Sorry, that isn't done yet. Could you give me the details again?",
     "example": "Sorry, I mixed something up. Could you tell me that again?",
     "failed": "Sorry, that didn't go through.",
+    "failed_cancel": "Sorry, I couldn't find a booking to cancel.",
 }
 
 
@@ -182,6 +183,7 @@ class Verdict:
     kind: str  # a claim kind, "example" or "failed"
     words: str  # what triggered it
     rewrite: str | None = None  # the text with an example name left out, when that suffices
+    of: str | None = None  # for "failed": the kind of action that did not happen
 
 
 class GroundingChecker:
@@ -243,7 +245,7 @@ class GroundingChecker:
         now = [c for i, c in same_kind if i == current]
         if now:
             if all(self._failed(kind, c.result) for c in now):
-                return Verdict("failed", words)
+                return Verdict("failed", words, of=kind)
             return None
         earlier = [c for _, c in same_kind if not self._failed(kind, c.result)]
         if earlier:  # a repeat of an earlier action: its details must be that action's
@@ -305,6 +307,7 @@ class GroundingGuard(FrameProcessor):
         self._sentence = ""  # the sentence so far, released part included
         self._blocked = False
         self._released = False  # some of this answer went on to TTS
+        self._released_text = ""
 
     @property
     def _pending_text(self) -> str:
@@ -365,14 +368,20 @@ class GroundingGuard(FrameProcessor):
             else:
                 verdict = Verdict("example", verdict.words)
         if verdict is not None:
-            correction = self._checker.corrections.get(verdict.kind) or DEFAULT_CORRECTIONS["confirm"]
+            corrections = self._checker.corrections
+            correction = (corrections.get(f"{verdict.kind}_{verdict.of}") if verdict.of else None) \
+                or corrections.get(verdict.kind) or DEFAULT_CORRECTIONS["confirm"]
             self._record(verdict, sentence, correction)
             self._pending, self._blocked = [], True
-            await self.push_frame(LLMTextFrame(f" {correction}" if self._released else correction))
+            lead = ""
+            if self._released:  # after what was already said: a sentence of its own
+                lead = " " if self._released_text.rstrip()[-1:] in (".", "!", "?") else ". "
+            await self.push_frame(LLMTextFrame(f"{lead}{correction}"))
             return
         for f in self._pending:
             await self.push_frame(f)
             self._released = True
+            self._released_text = f.text
         self._pending = []
         last = _sentences(sentence)[-1]
         self._sentence = "" if _ENDED.search(last) else last  # claims are judged a sentence at a time
