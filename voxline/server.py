@@ -11,6 +11,9 @@ worker's shared resources, and mounts the transports on it:
   body ``{"to": "+1555...", "agent": "restaurant", "from": optional,
   "machine_detection": true}``; answers 201 ``{"call_sid", "status", "agent"}``,
   429 when the agent or tenant is at its cap, 503 when this server is full.
+- The voice widget (with the ``webrtc`` extra): ``GET /widget.js``, ``GET /web/NAME``,
+  session tokens and the WebRTC offer / WebSocket fallback (see
+  :mod:`voxline.transports.web`).
 - ``GET /healthz`` -- ``{"status": "ok", "agents": [...], "active_calls": n}``.
 
 ``/docs`` and ``/openapi.json`` are served only with ``VOXLINE_DOCS=1``.
@@ -112,12 +115,16 @@ def create_app(
     phone = _phone(agents, routes, host, twilio=twilio, rest=rest, recording_dir=recording_dir,
                    verify_stream_signature=verify_stream_signature, stream_options=stream_options)
 
+    web = _web(host)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await host.start(database_url)
         try:
             yield
         finally:
+            if web is not None:
+                await web.close()
             await host.close()
             if phone is not None and rest is None:
                 await phone["rest"].aclose()
@@ -130,6 +137,8 @@ def create_app(
     if phone is not None:
         app.state.rest, app.state.config = phone["rest"], phone["config"]
         app.include_router(phone["router"])
+    if web is not None:
+        app.include_router(web)
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(_request: Request, _exc: BodyTooLarge) -> JSONResponse:
@@ -172,6 +181,20 @@ def _guarded(app: FastAPI) -> FastAPI:
     """Every request passes the HTTP guard; ``app.state`` etc. stay reachable."""
     app.add_middleware(HttpGuard)
     return app
+
+
+def _web(host: CallHost) -> Any:
+    """The voice widget's routes (/widget.js, /web/NAME, sessions), or None without the
+    ``webrtc`` extra (one log line)."""
+    from voxline.errors import MissingExtraError
+
+    try:
+        from voxline.transports.web import web_router
+
+        return web_router(host, secret=call_token.server_secret())
+    except MissingExtraError as e:
+        log.info("- web widget off: %s", e)
+        return None
 
 
 def _phone(agents: Mapping[str, AgentSpec], routes: RoutingTable, host: CallHost, *, twilio: Any,
