@@ -3,14 +3,18 @@
 The server (one or more subprocesses running uvicorn on 127.0.0.1, sharing the port with
 SO_REUSEPORT) runs ``voxline.server.create_app``: a real CallSession per call (Silero VAD,
 turn detection, context aggregators, heard-text gate, DTMF) with fake STT/LLM/TTS of
-fixed latency; the greeting comes from the server's greeting cache after a warm-up call. Each client streams real speech in real time and plays agent
-audio back in real time, echoing marks. Prints one JSON object.
+fixed latency; the greeting comes from the server's greeting cache after a warm-up call.
+Each call takes the real path: a signed voice webhook, whose TwiML names the stream and
+its per-call token, then a signed media stream that presents the token. Each client
+streams real speech in real time and plays agent audio back in real time, echoing marks.
+Calls are recorded in a SQLite file per server process (``--database-url`` to share one,
+e.g. Postgres). Prints one JSON object.
 
 Jitter = how late each agent audio chunk arrives relative to an ideal real-time schedule
 anchored at the first chunk of its talkspurt (early arrival is fine: Twilio buffers).
 
 Usage: python benchmarks/phone_density.py [--ns 10,50,100,200] [--secs 15] [--workers 2]
-       [--ramp-secs 0] [--stream-options '{"out_chunk_ms": 80}']
+       [--ramp-secs 0] [--stream-options '{"out_chunk_ms": 80}'] [--database-url URL]
 
 On the 2-core target use ``--workers 2`` (one event loop per core, as ``voxline serve``
 does). ``jitter_p99_ms_after_greeting`` leaves out each call's first talkspurt, which
@@ -24,9 +28,11 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
+import uuid
+
+import httpx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -34,18 +40,29 @@ sys.path.insert(0, ROOT)
 GREETING = "Hello, thanks for calling."
 ANSWER = "We are open every day from nine until eleven."
 QUESTION = "When are you open?"
+ACCOUNT = "AC" + "0" * 32
+TOKEN = "bench-token"
+NUMBER = "+15550001111"
+CALLER = "+15557654321"
 
 
-def serve(port: int, shared_vad: bool, stream_options: dict | None = None) -> None:
-    """One server process: ``voxline.server.create_app`` with fake STT/LLM/TTS."""
+def serve(port: int, shared_vad: bool, stream_options: dict | None = None,
+          database_url: str | None = None) -> None:
+    """One server process: ``voxline.server.create_app`` with fake STT/LLM/TTS.
+
+    The stream tokens' secret comes from the parent's ``VOXLINE_SECRET``, so every
+    process accepts the streams the others' webhooks announced (as ``voxline serve``).
+    """
     import tempfile
     from pathlib import Path
 
     import uvicorn
 
+    from tests.fakes.twilio_loopback import WS_MAX_SIZE
     from tests.phone.kit import AgentScript, fake_services, speech, write_agents
+    from voxline.pipelines.limits import CallLimits
     from voxline.server import create_app, quiet_pipecat_logs
-    from voxline.transports.twilio import InMemoryCallRecords, TwilioConfig
+    from voxline.transports.twilio import TwilioConfig
 
     if shared_vad:
         # The builder change requested in the report: one Silero ONNX session per process.
@@ -67,19 +84,22 @@ def serve(port: int, shared_vad: bool, stream_options: dict | None = None) -> No
         stt_latency=0.15, llm_latency=0.2, tts_latency=0.05,
         tts_cache={GREETING: speech(GREETING), ANSWER: speech(ANSWER)},
     )
-    agents = write_agents(Path(tempfile.mkdtemp()), script, {"numbers": {"+15550001111": "restaurant"}})
-    config = TwilioConfig(account_sid="AC0", auth_token="tok")
+    tmp = Path(tempfile.mkdtemp())
+    agents = write_agents(tmp / "agents", script, {"numbers": {NUMBER: "restaurant"}})
+    config = TwilioConfig(account_sid=ACCOUNT, auth_token=TOKEN)
     app = create_app(agents, twilio=config, api_key="bench", services=fake_services(script),
-                     remember=False,  # the transport and pipeline, not the database
-                     records=InMemoryCallRecords(), verify_stream_signature=False,
-                     stream_options=stream_options)
+                     remember=False,  # no recall or summaries: the call path, not memory
+                     database_url=database_url or str(tmp / "voxline.db"),
+                     limits=CallLimits(max_calls_per_worker=100_000), stream_options=stream_options)
     # SO_REUSEPORT: several server processes share the port; the kernel spreads calls.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", port))
     quiet_pipecat_logs("WARNING")
-    server = uvicorn.Server(uvicorn.Config(app, log_level="error", ws="websockets", lifespan="off",
-                                           ws_per_message_deflate=False))
+    # As voxline.server.serve runs uvicorn (message bound, no proxy headers).
+    server = uvicorn.Server(uvicorn.Config(app, log_level="error", ws="websockets", lifespan="on",
+                                           ws_per_message_deflate=False, ws_max_size=WS_MAX_SIZE,
+                                           proxy_headers=False))
     asyncio.run(server.serve(sockets=[sock]))
 
 
@@ -119,22 +139,56 @@ def jitter_ms(arrivals: list[tuple[float, int]], skip_spurts: int = 0) -> list[f
     return late
 
 
+async def ring(client, base: str, sid: str):  # noqa: ANN001, ANN201
+    """Twilio's signed voice webhook for an inbound call, then the media-stream client
+    its TwiML asks for (stream URL and <Parameter>s, the per-call token among them)."""
+    from twilio.request_validator import RequestValidator
+
+    from tests.fakes.twilio_media import FakeTwilioCall
+    from tests.fakes.twilio_rest import stream_of
+
+    url = base + "/twilio/voice"
+    params = {"CallSid": sid, "AccountSid": ACCOUNT, "From": CALLER, "To": NUMBER,
+              "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}
+    signature = RequestValidator(TOKEN).compute_signature(url, params)
+    response = await client.post(url, data=params, headers={"X-Twilio-Signature": signature})
+    if response.status_code != 200:
+        raise RuntimeError(f"voice webhook answered {response.status_code}: {response.text[:200]}")
+    stream, parameters = stream_of(response.text)
+    return FakeTwilioCall(stream, call_sid=sid, stream_sid="MZ" + sid[2:], account_sid=ACCOUNT,
+                          parameters=parameters, auth_token=TOKEN)
+
+
+def new_sid() -> str:
+    return "CA" + uuid.uuid4().hex
+
+
 async def run_calls(n: int, secs: float, port: int, pids: list[int], ramp_secs: float = 0.0) -> dict:
     from tests.fakes.twilio_media import FakeTwilioCall
     from tests.phone.kit import silence, speech
 
-    url = f"ws://127.0.0.1:{port}/twilio/stream"
+    base = f"http://127.0.0.1:{port}"
     question = speech(QUESTION) + silence(0.4)
-    calls = [FakeTwilioCall(url, call_sid=f"CA{i:032d}", stream_sid=f"MZ{i:032d}",
-                            parameters={"agent": "restaurant"}, auth_token=None) for i in range(n)]
+    calls: list[FakeTwilioCall] = []
+    webhook_ms: list[float] = []
+    failed: list[str] = []
     cpu0, rss0 = proc_stats(pids)
     await asyncio.sleep(0)
     t0 = time.monotonic()
-    async def connect(i: int, c: FakeTwilioCall) -> None:
-        await asyncio.sleep(ramp_secs * i / n)  # 0: every call at once (a connection storm)
-        await c.connect()
 
-    await asyncio.gather(*(connect(i, c) for i, c in enumerate(calls)))
+    async def connect(client: httpx.AsyncClient, i: int) -> None:
+        await asyncio.sleep(ramp_secs * i / n)  # 0: every call at once (a connection storm)
+        try:
+            rung = time.monotonic()
+            call = await ring(client, base, new_sid())
+            webhook_ms.append((time.monotonic() - rung) * 1000)
+            await call.connect()
+            calls.append(call)
+        except Exception as e:
+            failed.append(f"{type(e).__name__}: {e}"[:200])
+
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=None)) as client:
+        await asyncio.gather(*(connect(client, i) for i in range(n)))
 
     async def talk(c: FakeTwilioCall) -> None:
         await asyncio.sleep(3.0)
@@ -161,6 +215,7 @@ async def run_calls(n: int, secs: float, port: int, pids: list[int], ramp_secs: 
     def pct(xs: list[float], p: float) -> float | None:
         return round(xs[min(len(xs) - 1, int(p * len(xs)))], 1) if xs else None
 
+    webhook_ms.sort()
     return {
         "n": n,
         "cpu_per_call_pct": round((cpu1 - cpu0) / wall / n * 100, 2),
@@ -169,8 +224,12 @@ async def run_calls(n: int, secs: float, port: int, pids: list[int], ramp_secs: 
         "jitter_p99_ms": pct(late, 0.99),
         "jitter_p50_ms": pct(late, 0.5),
         "jitter_p99_ms_after_greeting": pct(late_steady, 0.99),
+        "webhook_ms_p50": pct(webhook_ms, 0.5),
+        "webhook_ms_p99": pct(webhook_ms, 0.99),
         "start_to_first_audio_ms_p50": pct(starts, 0.5),
         "start_to_first_audio_ms_p99": pct(starts, 0.99),
+        "calls_failed_to_start": len(failed),
+        "first_failure": failed[0] if failed else None,
         "calls_complete": complete,
         "calls_all_complete": complete == n,
     }
@@ -182,18 +241,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+async def until(predicate, timeout: float, step: float = 0.02) -> bool:  # noqa: ANN001
+    """Poll ``predicate`` until true or ``timeout`` seconds have passed."""
+    for _ in range(max(1, int(timeout / step))):
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return bool(predicate())
+
+
 async def warm_up(port: int, calls: int) -> None:
     """A few short calls first, so each server process has its greeting cached."""
-    from tests.fakes.twilio_media import FakeTwilioCall
-
-    url = f"ws://127.0.0.1:{port}/twilio/stream"
-    for i in range(calls):
-        c = FakeTwilioCall(url, call_sid=f"CW{i:032d}", stream_sid=f"MW{i:032d}",
-                           parameters={"agent": "restaurant"}, auth_token=None)
+    for _ in range(calls):
+        async with httpx.AsyncClient(timeout=30) as client:
+            c = await ring(client, f"http://127.0.0.1:{port}", new_sid())
         await c.connect()
-        deadline = time.monotonic() + 10
-        while c.first_media_at is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await until(lambda c=c: c.first_media_at is not None, 10)
         await asyncio.sleep(2.5)  # let the greeting finish so it is cached
         await c.stop()
 
@@ -209,15 +272,23 @@ async def main() -> None:
                     help='JSON keywords for TwilioCall.create, e.g. {"inbound_batch_ms": 80}')
     ap.add_argument("--ramp-secs", type=float, default=0.0,
                     help="spread the N call starts over this many seconds (default: all at once)")
+    ap.add_argument("--database-url", default=None,
+                    help="one call store for every server process (default: a SQLite file each)")
     ap.add_argument("--serve", type=int)
     args = ap.parse_args()
+    from voxline.transports import call_token
+
+    call_token.server_secret()  # one token secret, exported to every server process
     results = []
     for n in (int(x) for x in args.ns.split(",")):
         port = free_port()
         cmd = [sys.executable, __file__, "--serve", str(port)] + (["--shared-vad"] if args.shared_vad else [])
         if args.stream_options:
             cmd += ["--stream-options", args.stream_options]
-        servers = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if args.database_url:
+            cmd += ["--database-url", args.database_url]
+        servers = [await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL,
+                                                        stderr=asyncio.subprocess.DEVNULL)
                    for _ in range(args.workers)]
         try:
             for _ in range(300):
@@ -235,16 +306,21 @@ async def main() -> None:
             for server in servers:
                 server.terminate()
             for server in servers:
-                server.wait(10)
+                await asyncio.wait_for(server.wait(), 10)
     ok = [r["n"] for r in results if r["calls_all_complete"]
           and r["jitter_p99_ms"] is not None and r["jitter_p99_ms"] < 20]
     print(json.dumps({"machine_cpus": os.cpu_count(), "secs_per_run": args.secs,
                       "results": results, "max_n_jitter_p99_under_20ms": max(ok, default=None)}))
 
 
+def _option(name: str) -> str | None:
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None
+
+
 if __name__ == "__main__":
     if "--serve" in sys.argv:
-        options = json.loads(sys.argv[sys.argv.index("--stream-options") + 1]) if "--stream-options" in sys.argv else None
-        serve(int(sys.argv[sys.argv.index("--serve") + 1]), "--shared-vad" in sys.argv, options)
+        options = _option("--stream-options")
+        serve(int(sys.argv[sys.argv.index("--serve") + 1]), "--shared-vad" in sys.argv,
+              json.loads(options) if options else None, _option("--database-url"))
     else:
         asyncio.run(main())
