@@ -149,6 +149,7 @@ def serve(
     port: Annotated[int, typer.Option()] = 8080,
     workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
     log_level: Annotated[str, typer.Option(help="debug | info | warning | error")] = "info",
+    sip: Annotated[str | None, typer.Option(help="Also answer SIP calls (UDP) on HOST:PORT.")] = None,
 ) -> None:
     """Serve calls (Twilio webhooks and media streams) for every agent in a folder.
 
@@ -157,7 +158,7 @@ def serve(
     from voxline.server import serve as run_server
 
     try:
-        run_server(agents, host=host, port=port, workers=workers, log_level=log_level.lower())
+        run_server(agents, host=host, port=port, workers=workers, log_level=log_level.lower(), sip=sip)
     except SpecError as e:
         typer.echo(f"invalid agents folder: {e}", err=True)
         raise typer.Exit(2) from None

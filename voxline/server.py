@@ -52,6 +52,8 @@ API_KEY_ENV = "VOXLINE_API_KEY"
 AGENTS_DIR_ENV = "VOXLINE_AGENTS_DIR"
 DOCS_ENV = "VOXLINE_DOCS"
 TRUST_PROXY_ENV = "VOXLINE_TRUST_PROXY"
+SIP_ENV = "VOXLINE_SIP"  # HOST:PORT for `voxline serve --sip`, read by each worker
+SIP_SHARED_ENV = "VOXLINE_SIP_WORKERS"  # set by serve() when several workers may race for the port
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
 _SIP = re.compile(r"^sip:[A-Za-z0-9._~+-]{1,64}@[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?\Z")
 
@@ -90,6 +92,7 @@ def create_app(
     preload: bool = False,
     docs: bool | None = None,
     owner: str | None = None,
+    sip: str | None = None,
 ) -> FastAPI:
     """The voxline FastAPI app for the agents in ``agents_dir`` (see the module docstring).
 
@@ -101,7 +104,8 @@ def create_app(
     ./var/voxline.db); ``remember`` off skips recall and summaries. ``live`` shares
     caps and call ownership between workers (default: Redis at ``$REDIS_URL``, else
     in process). ``preload`` loads every agent's local models at startup. ``owner``
-    names this worker in the live state (default: host:pid).
+    names this worker in the live state (default: host:pid). ``sip`` (``HOST:PORT``)
+    also answers SIP calls over UDP for the numbers in ``routes.yaml``.
     """
     agents_dir = Path(agents_dir)
     agents = load_agents(agents_dir)
@@ -120,9 +124,13 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await host.start(database_url)
+        sip_server = await _start_sip(host, routes, sip) if sip else None
+        app.state.sip = sip_server
         try:
             yield
         finally:
+            if sip_server is not None:
+                await sip_server.close()
             if web is not None:
                 await web.close()
             await host.close()
@@ -181,6 +189,22 @@ def _guarded(app: FastAPI) -> FastAPI:
     """Every request passes the HTTP guard; ``app.state`` etc. stay reachable."""
     app.add_middleware(HttpGuard)
     return app
+
+
+async def _start_sip(host: CallHost, routes: RoutingTable, bind: str) -> Any:
+    """The SIP endpoint. Workers share the HTTP port, not a UDP one: the first worker to
+    bind it answers SIP, the others say so and serve HTTP only."""
+    import errno
+
+    from voxline.transports.sip import start_sip
+
+    try:
+        return await start_sip(host, routes.numbers, bind=bind)
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE or not os.environ.get(SIP_SHARED_ENV):
+            raise
+        log.info("- SIP on %s is answered by another worker", logsafe.clean(bind, 64))
+        return None
 
 
 def _web(host: CallHost) -> Any:
@@ -277,11 +301,11 @@ def app_from_env() -> FastAPI:
     """Factory for uvicorn workers: each worker configures its own logging and loads
     its models once, at startup, off the event loop."""
     logsafe.install(os.environ.get("VOXLINE_LOG_LEVEL", "INFO"))
-    return create_app(Path(os.environ[AGENTS_DIR_ENV]), preload=True)
+    return create_app(Path(os.environ[AGENTS_DIR_ENV]), preload=True, sip=os.environ.get(SIP_ENV) or None)
 
 
 def serve(agents_dir: Path, host: str = "127.0.0.1", port: int = 8080, *,
-          workers: int | None = None, log_level: str = "info") -> None:
+          workers: int | None = None, log_level: str = "info", sip: str | None = None) -> None:
     """Run the server (blocking). ``workers`` processes share the port (default: one per core).
 
     Calls share nothing between processes but the store and the live state (Redis),
@@ -295,6 +319,10 @@ def serve(agents_dir: Path, host: str = "127.0.0.1", port: int = 8080, *,
     os.environ["VOXLINE_LOG_LEVEL"] = log_level.upper()
     call_token.server_secret()  # one secret for every worker (exported to their environment)
     n = workers if workers is not None else (os.cpu_count() or 1)
+    if sip:
+        os.environ[SIP_ENV] = sip
+        if n > 1:
+            os.environ[SIP_SHARED_ENV] = "1"
     logsafe.install(log_level)
     trust_proxy = _flag(TRUST_PROXY_ENV)
     # Twilio sends small JSON messages 50 times a second per call: compressing them
