@@ -2,14 +2,14 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := local,piper,openai,anthropic,deepgram,elevenlabs,twilio,postgres,redis,sip,webrtc
+EXTRAS := local,piper,openai,anthropic,deepgram,elevenlabs,twilio,postgres,redis,sip,webrtc,platform
 
 .PHONY: install install-dev system-deps widget demo test bench lint clean
 
 # System programs: espeak-ng (fallback voice), redis-server (live state, tests),
 # pocketsphinx-testdata (real recorded speech for tests), sip-tester (SIPp, the far end
-# of the SIP tests).
-SYSTEM_PROGRAMS := espeak-ng redis-server
+# of the SIP tests), haproxy (the load balancer of the scale-out test).
+SYSTEM_PROGRAMS := espeak-ng redis-server haproxy
 system-deps:
 	@missing=""; \
 	for p in $(SYSTEM_PROGRAMS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \

@@ -161,3 +161,110 @@ class AuditLog(Base):
     target_id: Mapped[str | None] = mapped_column(sa.String(128))
     detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# -- the platform: API keys, agents in the database, routes, tool settings, webhooks ----------
+
+
+class ApiKey(Base):
+    """An API key of a tenant. Only a hash of its secret is kept; the key is shown once."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(sa.String(24), primary_key=True)  # the key's public part
+    tenant_id: Mapped[str] = _tenant_fk()
+    name: Mapped[str] = mapped_column(sa.String(200))
+    role: Mapped[str] = mapped_column(sa.String(16))  # admin | member | readonly
+    secret_sha256: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(sa.String(128))
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class StoredAgent(Base):
+    """An agent kept in the database; its specs are the versions, one of them active."""
+
+    __tablename__ = "agents"
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("tenants.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    active_version: Mapped[int] = mapped_column(sa.Integer())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AgentVersion(Base):
+    __tablename__ = "agent_versions"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(["tenant_id", "name"], ["agents.tenant_id", "agents.name"], ondelete="CASCADE"),
+    )
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(sa.Integer(), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    spec_sha256: Mapped[str] = mapped_column(sa.String(64))
+    prompt_sha256: Mapped[str] = mapped_column(sa.String(16))
+    note: Mapped[str | None] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(sa.String(128))
+
+
+class Route(Base):
+    """A dialed number (or sip: address) and the agent that answers it; one tenant per number."""
+
+    __tablename__ = "routes"
+    number: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    agent: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ToolConfig(Base):
+    """Settings of one tool of one agent: plain settings, encrypted secrets, disabled functions."""
+
+    __tablename__ = "tool_configs"
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("tenants.id"), primary_key=True)
+    agent: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    tool: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    secrets: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # an envelope, never plaintext
+    disabled_functions: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CallAgentVersion(Base):
+    """Which stored agent version (and spec hash) a call ran."""
+
+    __tablename__ = "call_agent_versions"
+    call_id: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("calls.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    agent: Mapped[str] = mapped_column(sa.String(64))
+    version: Mapped[int | None] = mapped_column(sa.Integer())
+    spec_sha256: Mapped[str] = mapped_column(sa.String(64))
+
+
+class Webhook(Base):
+    """Where a tenant's call events are posted, signed with its own secret (encrypted at rest)."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    url: Mapped[str] = mapped_column(sa.String(2000))
+    events: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    secret: Mapped[dict[str, Any]] = mapped_column(JSONType)  # an envelope
+    enabled: Mapped[bool] = mapped_column(sa.Boolean(), default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (sa.Index("ix_deliveries_tenant_at", "tenant_id", "created_at"),)
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)  # the event id
+    tenant_id: Mapped[str] = mapped_column(sa.String(64))
+    webhook_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(sa.Integer(), default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
