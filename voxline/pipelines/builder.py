@@ -33,7 +33,7 @@ from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from voxline.integrations.providers.local.silero import SharedSileroVADAnalyzer
-from voxline.integrations.providers.registry import build_llm, build_stt, build_tts
+from voxline.integrations.providers.registry import build_chain
 from voxline.integrations.tools.loader import load_tools
 from voxline.integrations.tools.runtime import (
     make_end_call_handler,
@@ -56,10 +56,13 @@ END_CALL_SCHEMA = FunctionSchema(
 
 @dataclass
 class Services:
-    """The STT, LLM and TTS services of a call. Tests and benchmarks pass their own."""
+    """The STT, LLM and TTS services of a call. Tests and benchmarks pass their own.
+
+    From a spec, a stage given as a list of blocks is a failover chain (one processor
+    that tries its providers in order; see integrations/providers/failover)."""
 
     stt: FrameProcessor
-    llm: Any  # an LLMService
+    llm: Any  # an LLMService, or a chain of them with the same function-registration API
     tts: FrameProcessor
 
     @classmethod
@@ -67,9 +70,10 @@ class Services:
         """Light per-call services over the process's loaded models. ``sample_rate``: the
         rate of the call's input audio (8000 on a phone line); None takes the pipeline's."""
         return cls(
-            stt=build_stt(spec.stt, spec.language, sample_rate),
-            llm=build_llm(spec.llm, max_tool_calls_per_turn=spec.limits.max_tool_calls_per_turn),
-            tts=build_tts(spec.tts),
+            stt=build_chain("stt", spec.chain("stt"), language=spec.language, sample_rate=sample_rate),
+            llm=build_chain("llm", spec.chain("llm"),
+                            max_tool_calls_per_turn=spec.limits.max_tool_calls_per_turn),
+            tts=build_chain("tts", spec.chain("tts")),
         )
 
 

@@ -13,7 +13,10 @@ the pipeline nothing. Latencies are measured between frames of one turn:
 
 Usage (STT audio seconds, LLM tokens, TTS characters) comes from Pipecat's usage
 metrics, per turn, with the provider and model that actually served it (see
-:mod:`voxline.processors.usage`).
+:mod:`voxline.processors.usage`). A failover chain announces each switch with a
+``FailoverFrame``: the turn lists it in ``failovers``, counts it in ``usage["failovers"]``
+(so the call's usage sums them) and notes it under the stage in ``providers``
+(``failed_over_from``), so the stored turn says who failed and who served it.
 """
 
 from __future__ import annotations
@@ -40,12 +43,14 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
+from pipecat.metrics.metrics import STTUsageMetricsData
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.services.llm_service import LLMService
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
 from pipecat.transports.base_output import BaseOutputTransport
 
+from voxline.integrations.providers.failover.core import FailoverFrame
 from voxline.processors.usage import add_usage
 
 
@@ -71,7 +76,8 @@ class TurnRecord:
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
     latency_ms: dict[str, float] = field(default_factory=dict)
     usage: dict[str, float] = field(default_factory=dict)  # see voxline.pricing for the keys
-    providers: dict[str, dict[str, str | None]] = field(default_factory=dict)  # stage -> provider, model
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> provider, model
+    failovers: list[dict[str, Any]] = field(default_factory=list)  # stage, from, to, reason
 
 
 class CallLog(BaseObserver):
@@ -82,7 +88,7 @@ class CallLog(BaseObserver):
         self.turns: list[TurnRecord] = [TurnRecord(index=0)]  # turn 0: the greeting
         self._on_turn_closed = on_turn_closed
         self._marks: dict[str, float] = {}
-        self.llm_responses_in_flight = 0
+        self._llm_answering: set[int] = set()  # LLM services with an answer started, not ended
         self.bot_speaking = False
         self.last_activity = time.monotonic()
         # Something is on its way to the caller that nothing else shows as busy: set when
@@ -92,6 +98,14 @@ class CallLog(BaseObserver):
         # Latencies measured before the caller's turn is opened (stt) wait here for it.
         self._pending_latency: dict[str, float] = {}
         self._awaiting_turn = False
+        self._pending_failovers: list[dict[str, Any]] = []  # STT switches, for the caller's turn
+        self._in_utterance = False  # from the caller's speech start until their turn opens
+        self._pending_usage: dict[str, float] = {}
+        self._pending_providers: dict[str, dict[str, Any]] = {}
+
+    @property
+    def llm_responses_in_flight(self) -> int:
+        return len(self._llm_answering)
 
     @property
     def current(self) -> TurnRecord:
@@ -111,6 +125,7 @@ class CallLog(BaseObserver):
             return  # a frame is pushed again by every processor that passes it on
         if isinstance(frame, VADUserStartedSpeakingFrame):
             self._marks.clear()  # a new utterance: earlier unfinished measurements are void
+            self._in_utterance = True
             self.last_activity = now
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             # VAD events are broadcast both ways; the first copy is the one that counts.
@@ -123,11 +138,13 @@ class CallLog(BaseObserver):
         elif isinstance(frame, LLMContextFrame):
             self._marks.setdefault("llm_start", now)
         elif isinstance(frame, LLMFullResponseStartFrame) and isinstance(src, LLMService):
-            self.llm_responses_in_flight += 1
+            self._llm_answering.add(id(src))
             self._pending_since = None
         elif isinstance(frame, LLMFullResponseEndFrame) and isinstance(src, LLMService):
-            self.llm_responses_in_flight = max(0, self.llm_responses_in_flight - 1)
+            self._llm_answering.discard(id(src))
             self.last_activity = now
+        elif isinstance(frame, FailoverFrame):
+            self._failover(frame)
         elif isinstance(frame, LLMTextFrame | FunctionCallInProgressFrame) and isinstance(
             src, LLMService
         ):
@@ -149,7 +166,34 @@ class CallLog(BaseObserver):
         elif isinstance(frame, InterruptionFrame) and self.bot_speaking:
             self.current.interrupted = True
         elif isinstance(frame, MetricsFrame):
-            add_usage(self.current.usage, self.current.providers, frame, src)
+            if self._in_utterance and any(isinstance(d, STTUsageMetricsData) for d in frame.data):
+                # Transcribing the caller's utterance: usage of the turn it opens.
+                served = {e["stage"]: e["to"] for e in self._pending_failovers if e["to"]}
+                add_usage(self._pending_usage, self._pending_providers, frame, src, served)
+            else:
+                add_usage(self.current.usage, self.current.providers, frame, src, self._served(self.current))
+
+    def _failover(self, frame: FailoverFrame) -> None:
+        self._llm_answering.discard(id(frame.failed_service))  # its answer will never end
+        event = {"stage": frame.stage, "from": frame.from_provider, "to": frame.to_provider,
+                 "reason": frame.reason}
+        if frame.stage == "stt":
+            self._pending_failovers.append(event)  # the utterance belongs to the caller's coming turn
+        else:
+            self._record_failover(self.current, event)
+
+    @staticmethod
+    def _record_failover(turn: TurnRecord, event: dict[str, Any]) -> None:
+        turn.failovers.append(event)
+        turn.usage["failovers"] = turn.usage.get("failovers", 0) + 1
+        stage = turn.providers.setdefault(event["stage"], {})
+        stage.setdefault("failed_over_from", []).append(f"{event['from']}: {event['reason']}")
+        if event["to"] is not None and stage.get("provider") != event["to"]:
+            stage.update(provider=event["to"], model=None)
+
+    @staticmethod
+    def _served(turn: TurnRecord) -> dict[str, str]:
+        return {e["stage"]: e["to"] for e in turn.failovers if e["to"] is not None}
 
     def _played(self, frame: object, now: float) -> None:
         """Frames the output transport passes on once their audio is played."""
@@ -171,6 +215,16 @@ class CallLog(BaseObserver):
         self.current.user_text = text
         self.current.latency_ms.update(self._pending_latency)
         self._pending_latency.clear()
+        turn = self.current
+        for key, amount in self._pending_usage.items():
+            turn.usage[key] = round(turn.usage.get(key, 0.0) + amount, 3)
+        for stage, served in self._pending_providers.items():
+            turn.providers.setdefault(stage, {}).update(served)
+        for event in self._pending_failovers:
+            self._record_failover(turn, event)
+        self._pending_usage, self._pending_providers = {}, {}
+        self._pending_failovers.clear()
+        self._in_utterance = False
         self._awaiting_turn = False
 
     async def mark_caller_silent(self) -> None:

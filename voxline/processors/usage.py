@@ -34,8 +34,11 @@ def _add(usage: dict[str, float], key: str, amount: float) -> None:
         usage[key] = round(usage.get(key, 0.0) + amount, 3)
 
 
-def add_usage(usage: dict[str, float], providers: dict[str, dict[str, str | None]],
-              frame: MetricsFrame, source: Any) -> None:
+def add_usage(usage: dict[str, float], providers: dict[str, dict[str, Any]],
+              frame: MetricsFrame, source: Any, served: dict[str, str] | None = None) -> None:
+    """Add ``frame``'s usage; name the provider of each stage. ``served`` (stage ->
+    provider) is who took a stage over after a failover: a late report from the
+    provider it replaced still counts as usage but does not rename the stage."""
     for data in frame.data:
         if isinstance(data, LLMUsageMetricsData):
             tokens, stage = data.value, "llm"
@@ -51,4 +54,7 @@ def add_usage(usage: dict[str, float], providers: dict[str, dict[str, str | None
             _add(usage, "tts_characters", data.value)
         else:
             continue
-        providers[stage] = {"provider": provider_of(source, data.processor), "model": data.model}
+        provider = provider_of(source, data.processor)
+        if served and stage in served and served[stage] != provider:
+            continue
+        providers.setdefault(stage, {}).update(provider=provider, model=data.model)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from voxline.errors import translate
 from voxline.extras import require
-from voxline.integrations.providers.common import describe, given, secret
+from voxline.integrations.providers.common import chosen, describe, given, secret
 from voxline.spec import LLMBlock
 
 
@@ -26,3 +27,19 @@ def describe_llm(block: LLMBlock) -> str:
     from pipecat.services.anthropic.llm import AnthropicLLMService
 
     return describe(block, AnthropicLLMService)
+
+
+async def probe_llm(block: LLMBlock) -> None:
+    anthropic = require("anthropic", "anthropic")
+    from pipecat.services.anthropic.llm import AnthropicLLMService
+
+    client = anthropic.AsyncAnthropic(api_key=secret("ANTHROPIC_API_KEY"), base_url=block.base_url,
+                                      max_retries=0)
+    try:
+        stream = await client.messages.create(
+            model=chosen(block, AnthropicLLMService), max_tokens=1, stream=True,
+            messages=[{"role": "user", "content": "Say OK."}])
+        async for _ in stream:
+            pass
+    except Exception as e:
+        raise translate(e, provider="anthropic") from e

@@ -1,12 +1,16 @@
-"""What every vendor family's factories share: secrets, the fields a spec set, defaults."""
+"""What every vendor family's factories share: secrets, the fields a spec set, defaults,
+and the small helpers their probes use."""
 
 from __future__ import annotations
 
+import io
 import os
+import wave
+from collections.abc import AsyncIterator
 from functools import cache
 from typing import Any
 
-from voxline.errors import MissingSecretError
+from voxline.errors import MissingSecretError, translate
 from voxline.spec import ProviderBlock
 
 
@@ -32,15 +36,75 @@ def _defaults(service_cls: type) -> Any:
     return service_cls(api_key="unused")._settings
 
 
+def default_value(service_cls: type, field: str = "model") -> Any:
+    """What Pipecat uses for ``field`` when the spec leaves it unset (None if unreadable)."""
+    try:
+        return getattr(_defaults(service_cls), field, None)
+    except Exception:  # a default we cannot read is still the service's default
+        return None
+
+
 def default_of(service_cls: type, field: str = "model") -> str:
     """``service default (<what pipecat will use>)``, as ``voxline check`` prints it."""
-    try:
-        value = getattr(_defaults(service_cls), field, None)
-    except Exception:  # a default we cannot read is still the service's default
-        return "service default"
+    value = default_value(service_cls, field)
     return f"service default ({value})" if isinstance(value, str) and value else "service default"
 
 
 def describe(block: ProviderBlock, service_cls: type, field: str = "model") -> str:
     value = getattr(block, field, None)
     return str(value) if value else default_of(service_cls, field)
+
+
+def chosen(block: ProviderBlock, service_cls: type, field: str = "model") -> Any:
+    """The value a service built from ``block`` uses: the spec's, else the service's default."""
+    return getattr(block, field, None) or default_value(service_cls, field)
+
+
+def without_sdk_retries(service: Any) -> Any:
+    """In a failover chain the chain retries, bounded: the vendor SDK must not retry
+    on its own (the OpenAI and Anthropic SDKs retry 5xx/429 twice by default, which
+    hides the failure and multiplies the wait)."""
+    client = getattr(service, "_client", None)
+    with_options = getattr(client, "with_options", None)
+    if callable(with_options):
+        try:
+            service._client = with_options(max_retries=0)
+        except TypeError:
+            pass
+    return service
+
+
+def ws_url(url: str) -> str:
+    """``http(s)://`` → ``ws(s)://``; a websocket URL stays as it is."""
+    if url.startswith("https://"):
+        return "wss://" + url[len("https://"):]
+    if url.startswith("http://"):
+        return "ws://" + url[len("http://"):]
+    return url
+
+
+def http_url(url: str) -> str:
+    if url.startswith("wss://"):
+        return "https://" + url[len("wss://"):]
+    if url.startswith("ws://"):
+        return "http://" + url[len("ws://"):]
+    return url
+
+
+def silence_wav(secs: float = 0.3, rate: int = 16000) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(int(secs * rate) * 2))
+    return buf.getvalue()
+
+
+async def drain(chunks: AsyncIterator[Any], provider: str) -> None:
+    """Read a probe's answer to the end; any failure becomes a ProviderError."""
+    try:
+        async for _ in chunks:
+            pass
+    except Exception as e:
+        raise translate(e, provider=provider) from e

@@ -5,13 +5,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from voxline.errors import translate
 from voxline.extras import require
-from voxline.integrations.providers.common import describe, given, secret
-from voxline.spec import LLMBlock, STTBlock, TTSBlock
+from voxline.integrations.providers.common import chosen, describe, given, secret, silence_wav
+from voxline.spec import LLMBlock, ProviderBlock, STTBlock, TTSBlock
+
+OPENAI_TTS_RATE = 24000  # /audio/speech answers 24 kHz PCM whatever the pipeline's rate
 
 
-def _openai() -> None:
-    require("openai", "openai")
+def _openai() -> Any:
+    return require("openai", "openai")
+
+
+def _key(block: ProviderBlock) -> str:
+    if block.provider == "openai_compatible":
+        return os.environ.get("OPENAI_API_KEY", "none")
+    return secret("OPENAI_API_KEY")
 
 
 def build_stt(block: STTBlock, *, language: str, sample_rate: int | None = None) -> Any:
@@ -19,7 +28,7 @@ def build_stt(block: STTBlock, *, language: str, sample_rate: int | None = None)
     from pipecat.services.openai.stt import OpenAISTTService
 
     return OpenAISTTService(
-        api_key=secret("OPENAI_API_KEY"), **given(block, "base_url"), sample_rate=sample_rate,
+        api_key=_key(block), **given(block, "base_url"), sample_rate=sample_rate,
         settings=OpenAISTTService.Settings(**given(block, "model")), **block.options,
     )
 
@@ -28,10 +37,8 @@ def build_llm(block: LLMBlock, *, max_tool_calls_per_turn: int) -> Any:
     _openai()
     from pipecat.services.openai.llm import OpenAILLMService
 
-    key = os.environ.get("OPENAI_API_KEY", "none") if block.provider == "openai_compatible" \
-        else secret("OPENAI_API_KEY")
     return OpenAILLMService(
-        api_key=key, **given(block, "base_url"),
+        api_key=_key(block), **given(block, "base_url"),
         settings=OpenAILLMService.Settings(**given(block, "model", "temperature", "max_tokens")),
     )
 
@@ -40,9 +47,13 @@ def build_tts(block: TTSBlock) -> Any:
     _openai()
     from pipecat.services.openai.tts import OpenAITTSService
 
+    options = dict(block.options)
+    # Pipecat labels the 24 kHz PCM with whatever rate it is given and does not
+    # resample it; labelled correctly, the output transport resamples it to the line.
+    options.setdefault("sample_rate", OPENAI_TTS_RATE)
     return OpenAITTSService(
-        api_key=secret("OPENAI_API_KEY"), **given(block, "base_url"),
-        settings=OpenAITTSService.Settings(**given(block, "model", "voice")), **block.options,
+        api_key=_key(block), **given(block, "base_url"),
+        settings=OpenAITTSService.Settings(**given(block, "model", "voice")), **options,
     )
 
 
@@ -62,3 +73,45 @@ def describe_tts(block: TTSBlock) -> str:
     from pipecat.services.openai.tts import OpenAITTSService
 
     return f"{describe(block, OpenAITTSService)}, voice {describe(block, OpenAITTSService, 'voice')}"
+
+
+# -- probes: the smallest real request on the path a turn uses ---------------------------
+def _client(block: ProviderBlock) -> Any:
+    openai = _openai()
+    return openai.AsyncOpenAI(api_key=_key(block), base_url=block.base_url, max_retries=0)
+
+
+async def probe_llm(block: LLMBlock) -> None:
+    from pipecat.services.openai.llm import OpenAILLMService
+
+    try:
+        stream = await _client(block).chat.completions.create(
+            model=chosen(block, OpenAILLMService), max_tokens=1, stream=True,
+            messages=[{"role": "user", "content": "Say OK."}])
+        async for _ in stream:
+            pass
+    except Exception as e:
+        raise translate(e, provider=block.provider) from e
+
+
+async def probe_stt(block: STTBlock) -> None:
+    from pipecat.services.openai.stt import OpenAISTTService
+
+    try:
+        await _client(block).audio.transcriptions.create(
+            model=chosen(block, OpenAISTTService), file=("probe.wav", silence_wav(), "audio/wav"))
+    except Exception as e:
+        raise translate(e, provider=block.provider) from e
+
+
+async def probe_tts(block: TTSBlock) -> None:
+    from pipecat.services.openai.tts import OpenAITTSService
+
+    try:
+        async with _client(block).audio.speech.with_streaming_response.create(
+                input="OK.", model=chosen(block, OpenAITTSService), voice=chosen(block, OpenAITTSService, "voice"),
+                response_format="pcm") as response:
+            async for _ in response.iter_bytes():
+                pass
+    except Exception as e:
+        raise translate(e, provider=block.provider) from e
