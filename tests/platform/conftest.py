@@ -27,6 +27,7 @@ ACCOUNT = "AC00000000000000000000000000000000"
 TOKEN = "test-token"
 ADMIN_KEY = "platform-admin-key-0123456789abcdef"
 NUMBER = "+15550001111"
+DESK = "+15550002222"
 
 
 @dataclass
@@ -82,7 +83,8 @@ async def platform_server(tmp_path: Path, postgres_url: str, script: AgentScript
                           platform_options: dict) -> AsyncIterator[PlatformServer]:
     tenant = f"folder-{uuid.uuid4().hex[:8]}"
     fake = FakeTwilioRest(ACCOUNT, TOKEN)
-    agents = write_agents(tmp_path / "agents", script, {"numbers": {NUMBER: "restaurant"}})
+    agents = write_agents(tmp_path / "agents", script, {"numbers": {NUMBER: "restaurant"},
+                                                        "transfer": {"restaurant": {"front desk": DESK}}})
     spec = agents / "restaurant" / "agent.yaml"
     spec.write_text(spec.read_text() + f"memory: {{tenant: {tenant}, remember: true}}\n")
     async with serve(fake.app) as rest_base:
