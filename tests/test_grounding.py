@@ -137,7 +137,7 @@ async def test_a_lying_model_is_corrected_in_a_call(monkeypatch, tmp_path):
     assert len(said) == 5, said
 
     assert "booked, Tom" not in said[0] and "Tom" not in said[0]
-    assert DEFAULT_CORRECTIONS["book"].split(".")[0] in said[0]
+    assert load_spec(RESTAURANT).guardrails.corrections["book"] in said[0]
     assert _events(report.turns[0])[0]["arguments"]["kind"] == "book"
 
     assert "booked, Anna" in said[1] and not _events(report.turns[1])  # a true claim passes

@@ -132,14 +132,38 @@ def simulate(
 def demo(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Run the restaurant example agent through a simulated phone call on local models.
 
-    Prints the conversation. Unlike ``simulate``, a missed expectation (small local
-    models are not perfect) is reported but does not fail the command.
+    Prints the conversation with each turn's latency, then one summary line:
+    voice-to-voice p50 and how many checked turns went right. Unlike ``simulate``, a
+    missed expectation (small local models are not perfect) is reported but does not
+    fail the command.
     """
+    _quiet_logs(verbose)
+    from voxline.pipelines.scenario import load_scenario
+
     try:
-        simulate([EXAMPLE_SCENARIO], as_json=False, verbose=verbose)
-    except typer.Exit as e:
-        if e.exit_code != 1:
-            raise
+        reports = asyncio.run(_simulate_all([EXAMPLE_SCENARIO]))
+    except (SpecError, VoxlineError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    report = reports[0]
+    _print_report(report)
+    typer.echo(_demo_summary(report, load_scenario(EXAMPLE_SCENARIO)))
+
+
+def _demo_summary(report: dict, scenario) -> str:
+    import re
+    import statistics
+
+    v2v = [t["latency_ms"]["voice_to_voice"] for t in report["turns"] if "voice_to_voice" in t["latency_ms"]]
+    checked = [n for n, t in enumerate(scenario.turns, 1) if t.expect is not None]
+    bad = {int(m.group(1)) for f in report["failures"] if (m := re.match(r"turn (\d+):", f))}
+    if any(not re.match(r"turn \d+:", f) for f in report["failures"]):
+        bad = set(checked)
+    right = sum(1 for n in checked if n not in bad)
+    p50 = f"{statistics.median(v2v):.0f} ms" if v2v else "n/a"
+    per_turn = ", ".join(f"{v:.0f}" for v in v2v)
+    return (f"summary: voice-to-voice p50 {p50} over {len(v2v)} answered turns ({per_turn} ms); "
+            f"turns right {right}/{len(checked)}")
 
 
 @app.command()

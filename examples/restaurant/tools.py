@@ -42,7 +42,8 @@ def _save(bookings: dict[str, dict]) -> None:
 
 
 def find_restaurants(cuisine: str = "") -> list[dict]:
-    """Find restaurants by cuisine: italian, japanese, vegetarian or mexican."""
+    """Find restaurants by cuisine (italian, japanese, vegetarian or mexican; empty for all):
+    their names, areas and opening times."""
     return [r for r in RESTAURANTS if cuisine.lower() in r["cuisine"]] or RESTAURANTS
 
 

@@ -18,6 +18,7 @@ conversation again.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
 from voxline.integrations.providers.local import shared
+from voxline.integrations.providers.local.llama_arguments import ask_for, parse_arguments, ungrounded
 from voxline.integrations.providers.local.llama_model import LoadedLlama, Snapshot
 from voxline.integrations.providers.local.llama_prompt import (
     END,
@@ -86,6 +88,9 @@ class LlamaCppLLMService(OpenAILLMService):
         self._max_tool_calls = max_tool_calls_per_turn
         self._model: LoadedLlama | None = None
         self._last: Snapshot | None = None  # this call's state after its last answer
+        # Messages before the call itself (system prompt, few-shot examples), counted at
+        # warm-up: what the caller said is what comes after them.
+        self._preamble: int | None = None
         self.set_full_model_name(self._model_path.name)
 
     def create_client(self, *args: Any, **kwargs: Any) -> Any:
@@ -103,7 +108,9 @@ class LlamaCppLLMService(OpenAILLMService):
 
     async def warm_up(self, context: LLMContext) -> None:
         """Evaluate the system prompt and tools now, so the first answer is fast."""
-        prompt = await self._prompt(context)
+        messages, tools = await self._messages_and_tools(context)
+        self._preamble = len(messages)
+        prompt = render_prompt(messages, tools)
         model = await asyncio.to_thread(self._loaded)
 
         def run() -> None:
@@ -152,10 +159,14 @@ class LlamaCppLLMService(OpenAILLMService):
         limit_reached = tool_calls_since_user(messages) >= self._max_tool_calls
         tools_allowed = [] if after_tool or limit_reached else tools
         model = await asyncio.to_thread(self._loaded)
-        return self._stream(model, render_prompt(messages, tools), tools_allowed)
+        said = None
+        if self._preamble is not None:  # the caller's words and what tools found, this call
+            said = " ".join(str(m.get("content") or "") for m in messages[self._preamble:]
+                            if m["role"] in ("user", "tool"))
+        return self._stream(model, render_prompt(messages, tools), tools_allowed, said)
 
     async def _stream(
-        self, model: LoadedLlama, prompt: str, tools: list[dict[str, Any]]
+        self, model: LoadedLlama, prompt: str, tools: list[dict[str, Any]], said: str | None = None
     ) -> AsyncIterator[ChatCompletionChunk]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -173,7 +184,8 @@ class LlamaCppLLMService(OpenAILLMService):
                 with model.lock:
                     model.resume(model.tokens(prompt), self._last)
                     try:
-                        self._generate(model, prompt, names, schemas, temperature, max_tokens, stop, emit)
+                        self._generate(model, prompt, names, schemas, temperature, max_tokens, stop, emit,
+                                       said)
                     finally:
                         self._last = model.snapshot()
                 emit("done", None)
@@ -203,6 +215,24 @@ class LlamaCppLLMService(OpenAILLMService):
             await asyncio.shield(worker)
 
     @staticmethod
+    def _arguments(model: LoadedLlama, prompt: str, schema: dict[str, Any]) -> dict[str, Any]:
+        """A tool's arguments: written freely (fast), or under the schema's grammar when
+        what was written does not fit the schema."""
+        tokens = model.tokens(prompt)
+        out = model.llama.create_completion(tokens, max_tokens=160, temperature=0.0,
+                                            stop=["\n", "</tool_call>", END])
+        arguments = parse_arguments(out["choices"][0]["text"], schema)
+        if arguments is not None:
+            return arguments
+        out = model.llama.create_completion(tokens, max_tokens=256, temperature=0.0,
+                                            grammar=model.grammar(arguments_grammar(schema)))
+        try:
+            value = json.loads(out["choices"][0]["text"].strip() or "{}")
+        except ValueError:
+            value = {}
+        return value if isinstance(value, dict) else {}
+
+    @staticmethod
     def _generate(
         model: LoadedLlama,
         prompt: str,
@@ -212,8 +242,10 @@ class LlamaCppLLMService(OpenAILLMService):
         max_tokens: Any,
         stop: threading.Event,
         emit: Any,
+        said: str | None = None,
     ) -> None:
-        """One answer, with ``model.lock`` held by the caller."""
+        """One answer, with ``model.lock`` held by the caller. ``said``: what the caller
+        said in this call (None: unknown), which a tool's required arguments must come from."""
         llama = model.llama
         temperature = float(_number(temperature, DEFAULT_TEMPERATURE))
         max_tokens = int(_number(max_tokens, DEFAULT_MAX_TOKENS))
@@ -225,12 +257,13 @@ class LlamaCppLLMService(OpenAILLMService):
             )
             decision = out["choices"][0]["text"].rstrip('"')
         if decision != NO_TOOL and decision in schemas:
-            prompt += f'{decision}", "arguments": '
-            out = llama.create_completion(
-                model.tokens(prompt), max_tokens=256, temperature=0.0,
-                grammar=model.grammar(arguments_grammar(schemas[decision])),
-            )
-            emit("tool", (decision, out["choices"][0]["text"].strip() or "{}"))
+            schema = schemas[decision]
+            arguments = LlamaCppLLMService._arguments(model, f'{prompt}{decision}", "arguments": ', schema)
+            missing = ungrounded(arguments, schema, said) if said is not None else []
+            if not missing:
+                emit("tool", (decision, json.dumps(arguments)))
+                return
+            emit("text", ask_for(missing))  # the caller has not said them: ask, invent nothing
             return
         prompt += f'{NO_TOOL}", "say": "'
         # Free generation is ~40% faster than under a grammar; the grammar is only needed
