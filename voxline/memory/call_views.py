@@ -58,6 +58,14 @@ def calls_show(database_url: str | None, tenant: str, call_id: str) -> dict[str,
     return _with_store(database_url, work)
 
 
+def _served(stage: str, p: dict[str, Any]) -> str:
+    """``llm=anthropic/claude-haiku-4-5 (after openai: http 503)``: who served a stage,
+    and who failed it over to them."""
+    text = f"{stage}={p.get('provider')}/{p.get('model')}"
+    failed = p.get("failed_over_from") or []
+    return f"{text} (after {'; '.join(failed)})" if failed else text
+
+
 def render(call: dict[str, Any]) -> str:
     """A call as text: header, then one line per turn (heard text for the agent)."""
     lines = [f"call {call['id']}  agent {call['agent']}  {call['channel']} {call['direction']}  "
@@ -68,7 +76,7 @@ def render(call: dict[str, Any]) -> str:
             lines.append(f"  caller: {t['text']}")
             continue
         mark = " [interrupted]" if t.get("interrupted") else ""
-        served = ", ".join(f"{k}={v.get('provider')}/{v.get('model')}" for k, v in (t.get("providers") or {}).items())
+        served = ", ".join(_served(k, v) for k, v in (t.get("providers") or {}).items())
         lat = t.get("latency_ms") or {}
         lines.append(f"  agent:  {t.get('heard') or t['text']}{mark}")
         for tool in t.get("tool_calls") or []:

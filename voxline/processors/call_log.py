@@ -43,7 +43,7 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.metrics.metrics import STTUsageMetricsData
+from pipecat.metrics.metrics import LLMUsageMetricsData, STTUsageMetricsData, TTSUsageMetricsData
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.services.llm_service import LLMService
 from pipecat.services.stt_service import STTService
@@ -68,6 +68,7 @@ class TurnRecord:
     """One exchange: what the caller said and what the agent answered."""
 
     index: int
+    agent: str = ""  # the agent that answered (the last one, when a handoff happened in the turn)
     user_text: str = ""
     agent_text: str = ""
     interrupted: bool = False
@@ -80,12 +81,22 @@ class TurnRecord:
     failovers: list[dict[str, Any]] = field(default_factory=list)  # stage, from, to, reason
 
 
+def _stages(frame: MetricsFrame) -> set[str]:
+    """The stages a usage report is about."""
+    kinds = {LLMUsageMetricsData: "llm", TTSUsageMetricsData: "tts", STTUsageMetricsData: "stt"}
+    return {stage for d in frame.data for cls, stage in kinds.items() if isinstance(d, cls)}
+
+
 class CallLog(BaseObserver):
     """Collects the call's turns. ``on_turn_closed`` lets stores write turn by turn."""
 
-    def __init__(self, on_turn_closed: Callable[[TurnRecord], Awaitable[None]] | None = None):
+    def __init__(self, on_turn_closed: Callable[[TurnRecord], Awaitable[None]] | None = None,
+                 agent: str = ""):
         super().__init__()
-        self.turns: list[TurnRecord] = [TurnRecord(index=0)]  # turn 0: the greeting
+        self.agent = agent  # who answers now; a handoff changes it (voxline.orchestration)
+        self.turns: list[TurnRecord] = [TurnRecord(index=0, agent=agent)]  # turn 0: the greeting
+        self.interruptions = 0  # barge-ins so far: a tool call started before one is stale
+        self.guard: Any = None  # the call's ToolGuard (voxline.integrations.tools.guard)
         self._on_turn_closed = on_turn_closed
         self._marks: dict[str, float] = {}
         self._llm_answering: set[int] = set()  # LLM services with an answer started, not ended
@@ -101,6 +112,7 @@ class CallLog(BaseObserver):
         self._pending_failovers: list[dict[str, Any]] = []  # STT switches, for the caller's turn
         self._in_utterance = False  # from the caller's speech start until their turn opens
         self._pending_usage: dict[str, float] = {}
+        self._waiting_failovers: dict[str, list[dict[str, Any]]] = {}  # stage -> switches between turns
         self._pending_providers: dict[str, dict[str, Any]] = {}
 
     @property
@@ -163,14 +175,19 @@ class CallLog(BaseObserver):
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self.bot_speaking = False
             self.last_activity = now
-        elif isinstance(frame, InterruptionFrame) and self.bot_speaking:
-            self.current.interrupted = True
+        elif isinstance(frame, InterruptionFrame):
+            self.interruptions += 1
+            if self.bot_speaking:
+                self.current.interrupted = True
         elif isinstance(frame, MetricsFrame):
             if self._in_utterance and any(isinstance(d, STTUsageMetricsData) for d in frame.data):
                 # Transcribing the caller's utterance: usage of the turn it opens.
                 served = {e["stage"]: e["to"] for e in self._pending_failovers if e["to"]}
                 add_usage(self._pending_usage, self._pending_providers, frame, src, served)
             else:
+                for stage in _stages(frame):
+                    for event in self._waiting_failovers.pop(stage, []):
+                        self._record_failover(self.current, event)
                 add_usage(self.current.usage, self.current.providers, frame, src, self._served(self.current))
 
     def _failover(self, frame: FailoverFrame) -> None:
@@ -179,8 +196,11 @@ class CallLog(BaseObserver):
                  "reason": frame.reason}
         if frame.stage == "stt":
             self._pending_failovers.append(event)  # the utterance belongs to the caller's coming turn
-        else:
+        elif frame.during_turn:
             self._record_failover(self.current, event)
+        else:
+            # Between turns: it belongs to the next turn this stage serves.
+            self._waiting_failovers.setdefault(frame.stage, []).append(event)
 
     @staticmethod
     def _record_failover(turn: TurnRecord, event: dict[str, Any]) -> None:
@@ -208,7 +228,12 @@ class CallLog(BaseObserver):
     # Called by the session from the context aggregators' events.
     async def open_turn(self) -> None:
         await self.close_turn()
-        self.turns.append(TurnRecord(index=len(self.turns)))
+        self.turns.append(TurnRecord(index=len(self.turns), agent=self.agent))
+
+    def answered_by(self, agent: str) -> None:
+        """A handoff: ``agent`` answers from now on, this turn included."""
+        self.agent = agent
+        self.current.agent = agent
 
     async def user_turn(self, text: str) -> None:
         await self.open_turn()

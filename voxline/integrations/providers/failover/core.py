@@ -68,6 +68,7 @@ class FailoverFrame(SystemFrame):
     to_provider: str | None = None
     reason: str = ""
     failed_service: Any = None  # the member that failed (the call log forgets its open answer)
+    during_turn: bool = True  # False: between turns; it counts for the next turn the stage serves
 
 
 @dataclass
@@ -359,7 +360,7 @@ class FailoverService(ServiceSwitcher):
         log.warning("%s %s failed between turns (%s): %s", self.stage, member, error.reason, error)
         self._mark_failed(member)
         await self.activate(nxt)
-        await self.announce(member, nxt, error.reason)
+        await self.announce(member, nxt, error.reason, during_turn=False)
         await self.moved(nxt)
         return False
 
@@ -382,12 +383,12 @@ class FailoverService(ServiceSwitcher):
             self._injected.add(frame.id)
         await member.service.queue_frame(frame, direction)
 
-    async def announce(self, failed: Member, to: Member | None, reason: str) -> None:
+    async def announce(self, failed: Member, to: Member | None, reason: str, *, during_turn: bool = True) -> None:
         self.failovers += 1
         log.warning("%s failover %s -> %s (%s)", self.stage, failed, to, reason)
         await self.push_frame(FailoverFrame(
             stage=self.stage, from_provider=failed.provider, to_provider=to.provider if to else None,
-            reason=reason, failed_service=failed.service))
+            reason=reason, failed_service=failed.service, during_turn=during_turn))
 
     def _mark_failed(self, member: Member) -> None:
         member.failures += 1
