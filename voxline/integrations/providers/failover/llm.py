@@ -80,12 +80,18 @@ class Repeat:
         if self.done:
             return text
         self.held += text
-        complete = _words(self.held) if not self.held[-1:].isalnum() else _words(self.held)[:-1]
+        words = _words(self.held)
+        partial = words.pop() if words and self.held[-1:].isalnum() else None  # may grow yet
         for target in self.targets:
-            if complete[:len(target)] == target:
+            if words[:len(target)] == target:
                 return self._release(len(target))
-        if not any(target[:len(complete)] == complete for target in self.targets) \
-                or len(self.held) > self.MAX_HELD:
+
+        def consistent(target: list[str]) -> bool:
+            if target[:len(words)] != words:
+                return False
+            return partial is None or (len(target) > len(words) and target[len(words)].startswith(partial))
+
+        if not any(consistent(t) for t in self.targets) or len(self.held) > self.MAX_HELD:
             return self._release(0)
         return ""
 
