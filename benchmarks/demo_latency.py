@@ -45,6 +45,7 @@ def run_once(env: dict[str, str]) -> dict:
 
 
 def main(runs: int) -> dict:
+    load_before = [round(x, 2) for x in os.getloadavg()]  # the machine may be shared: say so
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "RESTAURANT_BOOKINGS": str(Path(tmp) / "bookings.json")}
         reports = [run_once(env) for _ in range(runs)]
@@ -60,6 +61,8 @@ def main(runs: int) -> dict:
     return {
         "benchmark": "demo_latency",
         "machine": f"{os.cpu_count()} cores",
+        "load_avg_before": load_before,
+        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
         "runs": runs,
         "expectations_passed": sum(r["passed"] for r in reports),
         "all_turns": figures(turns),
