@@ -181,10 +181,11 @@ def describe_providers(spec: AgentSpec) -> list[tuple[str, str, str]]:
     """(kind, provider, the model/voice it will use) for each of the spec's providers,
     fallbacks after their primary."""
     rows = []
-    for kind, _, block in _blocks(spec):
+    for kind, path, block in _blocks(spec):
         provider = PROVIDERS.get(f"{kind}:{block.provider}")
         used = provider.describe(block) if provider and provider.describe else "unknown provider"
-        rows.append((kind, block.provider, used))
+        name = block.provider if path == kind else f"{block.provider} (fallback {int(path.rsplit('.', 1)[1]) + 1})"
+        rows.append((kind, name, used))
     return rows
 
 
