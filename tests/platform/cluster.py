@@ -97,7 +97,7 @@ class Cluster:
                 await asyncio.sleep(0.2)
         raise TimeoutError(f"worker on {worker.port} not ready: {worker.tail()}")
 
-    def start_lb(self) -> None:
+    def start_lb(self, check_path: str = "/readyz") -> None:
         haproxy = shutil.which("haproxy")
         if haproxy is None:
             raise RuntimeError("haproxy is not installed (make system-deps)")
@@ -118,7 +118,7 @@ frontend voxline
   default_backend workers
 backend workers
   balance roundrobin
-  option httpchk GET /readyz
+  option httpchk GET {check_path}
   http-check expect status 200
 {servers}
 """)

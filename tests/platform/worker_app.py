@@ -23,13 +23,14 @@ from voxline import logsafe
 from voxline.pipelines.limits import CallLimits
 from voxline.server import create_app
 
-GREETING = ("Hello, thanks for calling the restaurant. | We are open every day from nine in the morning "
-            "until eleven at night. | On weekends we also serve brunch from ten until three.")
+# One long sentence: about nine seconds of speech streamed to every caller.
+GREETING = ("Hello and thank you for calling the restaurant where we are open every day from nine in the "
+            "morning until eleven at night and where on weekends we also serve brunch from ten until three")
 
 
 def app() -> FastAPI:
     logsafe.install(os.environ.get("VOXLINE_LOG_LEVEL", "WARNING"))
-    script = AgentScript(greeting=GREETING.replace(" | ", " "), transcripts=["I would like a table."] * 20,
+    script = AgentScript(greeting=GREETING, transcripts=["I would like a table."] * 20,
                          reply=lambda text: "Sure, for what time would you like the table?")
     limits = CallLimits.from_env(slot_ttl_secs=float(os.environ.get("VOXLINE_TEST_SLOT_TTL", "30")))
     application = create_app(Path(os.environ["VOXLINE_AGENTS_DIR"]), services=fake_services(script),

@@ -455,8 +455,9 @@ class PlatformStore:
         for r in rows:
             day = r.started_at.astimezone(UTC).date().isoformat()
             d = out.setdefault((r.agent, day), {"agent": r.agent, "day": day, "calls": 0, "cost_usd": 0.0,
-                                                "v2v": []})
+                                                "priced": 0, "v2v": []})
             d["calls"] += 1
+            d["priced"] += r.cost_usd is not None
             d["cost_usd"] = round(d["cost_usd"] + (r.cost_usd or 0.0), 6)
             v2v = ((r.latency_stats or {}).get("voice_to_voice") or {}).get("p50")
             if v2v is not None:
