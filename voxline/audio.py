@@ -48,12 +48,11 @@ def write_wav(path: str | Path, pcm: bytes, rate: int) -> None:
 
 @functools.cache
 def _piper_voice() -> Any:
-    from piper import PiperVoice
-
+    from voxline.integrations.providers.local import shared
     from voxline.integrations.providers.local.manifest import resolve
 
     root = resolve("piper-en-us")
-    return PiperVoice.load(str(next(root.glob("*.onnx"))))
+    return shared.piper_voice(next(root.glob("*.onnx")))  # the agent's own copy, if loaded
 
 
 def synthesize(text: str, target_rate: int = 16000) -> bytes:
@@ -79,11 +78,10 @@ def synthesize(text: str, target_rate: int = 16000) -> bytes:
 
 @functools.cache
 def _whisper() -> Any:
-    from faster_whisper import WhisperModel
-
+    from voxline.integrations.providers.local import shared
     from voxline.integrations.providers.local.manifest import resolve
 
-    return WhisperModel(str(resolve("whisper-base")), device="cpu", compute_type="int8")
+    return shared.whisper(resolve("whisper-base"))  # the agent's own copy, if loaded
 
 
 def transcribe(pcm: bytes, rate: int = 16000) -> str:

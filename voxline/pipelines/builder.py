@@ -94,10 +94,11 @@ def turn_strategies(spec: AgentSpec) -> UserTurnStrategies:
     if spec.turn.strategy == "silence":
         stop = [SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=spec.turn.stop_secs)]
     else:
-        from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
         from pipecat.turns.user_stop import TurnAnalyzerUserTurnStopStrategy
 
-        stop = [TurnAnalyzerUserTurnStopStrategy(turn_analyzer=LocalSmartTurnAnalyzerV3())]
+        from voxline.integrations.providers.local.smart_turn import SharedSmartTurnAnalyzerV3
+
+        stop = [TurnAnalyzerUserTurnStopStrategy(turn_analyzer=SharedSmartTurnAnalyzerV3())]  # one model per process
     start = [
         VADUserTurnStartStrategy(enable_interruptions=spec.turn.allow_interruptions),
         # Keypad digits arrive as transcriptions without speech: they must start a turn too.
