@@ -56,7 +56,11 @@ class SafeLogFilter(logging.Filter):
         except Exception:  # a bad format string must not kill the log line
             message = f"{record.msg!r} {record.args!r}"
         if _CONTROL.search(message):
-            record.msg, record.args = _CONTROL.sub(_escape, message), None
+            if isinstance(record.args, tuple) and not _CONTROL.search(str(record.msg)):
+                # Keep the args (some formatters, like uvicorn's access log, read them).
+                record.args = tuple(_CONTROL.sub(_escape, a) if isinstance(a, str) else a for a in record.args)
+            else:
+                record.msg, record.args = _CONTROL.sub(_escape, message), None
         return True
 
 

@@ -7,6 +7,7 @@ Memory rows (facts, summaries, erasure) live in `MemoryRowsMixin`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -72,6 +73,10 @@ class Store(MemoryRowsMixin):
         self.engine = engine
         self.backend = backend_of(str(engine.url))
         self.owner = owner or process_owner_id()
+        # SQLite has one writer; its busy handler retries waiting writers on a timer, not
+        # in turn, so under many calls' writes some waited past busy_timeout and failed
+        # ("database is locked": webhooks answered 500). One transaction at a time, queued.
+        self._sqlite_turn = asyncio.Lock() if self.backend == "sqlite" else None
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -81,7 +86,7 @@ class Store(MemoryRowsMixin):
     async def _tx(self) -> AsyncIterator[AsyncConnection]:
         """One transaction; SQLAlchemy errors become StoreError with `retryable` set."""
         try:
-            async with self.engine.begin() as conn:
+            async with self._sqlite_turn or contextlib.nullcontext(), self.engine.begin() as conn:
                 yield conn
         except StoreError:
             raise
@@ -412,7 +417,7 @@ class Store(MemoryRowsMixin):
         """
         async with self._tx() as conn:
             rows = (
-                await conn.execute(sa.select(Call.id, Call.owner).where(Call.status == IN_PROGRESS))
+                await conn.execute(sa.select(Call.id, Call.owner).where(Call.status.in_(OPEN_STATES)))
             ).all()
         swept: list[str] = []
         for call_id, owner in rows:
@@ -432,7 +437,7 @@ class Store(MemoryRowsMixin):
                 ).scalar()
                 res = await conn.execute(
                     sa.update(Call)
-                    .where(Call.id == call_id, Call.status == IN_PROGRESS)
+                    .where(Call.id == call_id, Call.status.in_(OPEN_STATES))
                     .values(status=ABANDONED, end_reason="process-gone", ended_at=last or utcnow())
                 )
                 if res.rowcount:
