@@ -214,6 +214,8 @@ calls_app = typer.Typer(help="Calls: transcripts, tool calls, latencies, provide
 app.add_typer(db_app, name="db")
 app.add_typer(memory_app, name="memory")
 app.add_typer(calls_app, name="calls")
+agents_app = typer.Typer(help="Agents stored in the database, with versions.", no_args_is_help=True)
+app.add_typer(agents_app, name="agents")
 
 _DB = typer.Option(envvar="DATABASE_URL", help="postgresql+asyncpg://... or a SQLite path/URL.")
 _TENANT = typer.Option(help="Tenant the caller belongs to.")
@@ -296,6 +298,23 @@ def calls_show(
         typer.echo(f"no call {call_id!r} in tenant {tenant!r}", err=True)
         raise typer.Exit(1)
     typer.echo(json.dumps(call, indent=2, default=str) if as_json else render(call))
+
+
+@agents_app.command("push")
+def agents_push(
+    folder: Annotated[Path, typer.Argument(help="Folder of */agent.yaml.")],
+    tenant: Annotated[str, typer.Option(help="Tenant the agents belong to.")],
+    note: Annotated[str | None, typer.Option(help="A note on this version.")] = None,
+    database_url: Annotated[str | None, _DB] = None,
+) -> None:
+    """Store each agent as a new version (an unchanged spec keeps its version)."""
+    from voxline.api.agents import push_dir
+
+    try:
+        typer.echo(json.dumps(push_dir(folder, tenant=tenant, database_url=database_url, note=note)))
+    except SpecError as e:
+        typer.echo(f"invalid agents: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 def main() -> None:  # pragma: no cover

@@ -93,6 +93,7 @@ def create_app(
     docs: bool | None = None,
     owner: str | None = None,
     sip: str | None = None,
+    platform: bool = False,
 ) -> FastAPI:
     """The voxline FastAPI app for the agents in ``agents_dir`` (see the module docstring).
 
@@ -105,7 +106,9 @@ def create_app(
     caps and call ownership between workers (default: Redis at ``$REDIS_URL``, else
     in process). ``preload`` loads every agent's local models at startup. ``owner``
     names this worker in the live state (default: host:pid). ``sip`` (``HOST:PORT``)
-    also answers SIP calls over UDP for the numbers in ``routes.yaml``.
+    also answers SIP calls over UDP for the numbers in ``routes.yaml``. ``platform``
+    mounts the admin API, dashboard, /metrics, webhooks and graceful drain (on in
+    ``voxline serve``; tests mount it with their own options).
     """
     agents_dir = Path(agents_dir)
     agents = load_agents(agents_dir)
@@ -182,7 +185,22 @@ def create_app(
             return JSONResponse({"error": "this server is at capacity"}, 503, headers={"Retry-After": "5"})
         return await phone["place"](request, body, from_)
 
+    if platform:
+        _platform(app, host)
     return _guarded(app)
+
+
+def _platform(app: FastAPI, host: CallHost) -> None:
+    """The admin API (/api/v1), dashboard, /metrics and call events, with the
+    ``platform`` extra; without it the server runs calls only (one log line)."""
+    from voxline.errors import MissingExtraError
+
+    try:
+        from voxline.api import mount_platform
+
+        mount_platform(app, host)
+    except (MissingExtraError, ImportError) as e:
+        log.info("- admin API and dashboard off: %s", e)
 
 
 def _guarded(app: FastAPI) -> FastAPI:
@@ -301,7 +319,12 @@ def app_from_env() -> FastAPI:
     """Factory for uvicorn workers: each worker configures its own logging and loads
     its models once, at startup, off the event loop."""
     logsafe.install(os.environ.get("VOXLINE_LOG_LEVEL", "INFO"))
-    return create_app(Path(os.environ[AGENTS_DIR_ENV]), preload=True, sip=os.environ.get(SIP_ENV) or None)
+    with contextlib.suppress(ImportError):
+        from voxline.observability.logs import install_from_env
+
+        install_from_env()  # VOXLINE_LOG_FORMAT=json
+    return create_app(Path(os.environ[AGENTS_DIR_ENV]), preload=True, platform=True,
+                      sip=os.environ.get(SIP_ENV) or None)
 
 
 def serve(agents_dir: Path, host: str = "127.0.0.1", port: int = 8080, *,
@@ -319,6 +342,10 @@ def serve(agents_dir: Path, host: str = "127.0.0.1", port: int = 8080, *,
     os.environ["VOXLINE_LOG_LEVEL"] = log_level.upper()
     call_token.server_secret()  # one secret for every worker (exported to their environment)
     n = workers if workers is not None else (os.cpu_count() or 1)
+    if n > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import tempfile  # /metrics adds up every worker's counters (prometheus_client multiprocess)
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="voxline-metrics-")
     if sip:
         os.environ[SIP_ENV] = sip
         if n > 1:
