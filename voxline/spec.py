@@ -24,6 +24,15 @@ from pydantic import (
 from voxline.call_settings import PhoneSettings
 from voxline.errors import SpecError
 from voxline.memory.settings import MemorySettings
+from voxline.orchestration.settings import (
+    Handoff,
+    HumanHandoff,
+    KnowledgeSettings,
+    MCPTools,
+    Tasks,
+    knowledge_from,
+    split_tools,
+)
 from voxline.web_settings import WebSettings
 
 
@@ -105,18 +114,47 @@ class TurnSettings(_Strict):
     allow_interruptions: bool = True
 
 
-class ToolSpec(_Strict):
-    """A Python function the LLM may call.
+class RateLimit(_Strict):
+    """How often a tool may run: per call, and per tenant per minute (shared by every
+    worker through the live state, Redis with ``REDIS_URL``)."""
 
-    ``handler`` is ``path/to/file.py:function`` (relative to the spec file) or
-    ``package.module:function``. Parameters are read from the function's signature.
+    per_call: int | None = Field(None, ge=1)
+    per_tenant_per_minute: int | None = Field(None, ge=1)
+
+
+class HttpToolOptions(_Strict):
+    """A webhook tool (``handler: "http:POST https://..."``): the JSON arguments are the
+    body, signed with HMAC-SHA256 of ``$secret_env`` in ``signature_header``
+    (``t=UNIX,v1=HEX`` over ``"{t}.{body}"``); 408/429/5xx and connection errors are
+    retried ``retries`` times within the tool's timeout."""
+
+    secret_env: str | None = None
+    signature_header: str = "X-Voxline-Signature"
+    retries: int = Field(1, ge=0, le=5)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class ToolSpec(_Strict):
+    """A function the LLM may call.
+
+    ``handler`` is ``path/to/file.py:function`` (relative to the spec file),
+    ``package.module:function`` (parameters are read from the function's signature),
+    ``http:METHOD URL`` (a webhook; its ``parameters`` are a JSON schema) or
+    ``builtin:NAME``. ``returns`` is an optional JSON schema the result must match.
     """
 
     name: str = Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
-    handler: str = Field(pattern=r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$")
+    handler: str = Field(pattern=r"^(?:http:(?:GET|POST|PUT|PATCH|DELETE) https?://\S+|[^:\s]+:[A-Za-z_][A-Za-z0-9_]*)$")
     description: str = ""
     timeout_secs: float = Field(5.0, gt=0, le=120)
     say_on_error: str = "Sorry, I couldn't do that just now."
+    parameters: dict[str, Any] | None = None  # JSON schema of the arguments (webhook tools)
+    returns: dict[str, Any] | None = None  # JSON schema of the result
+    rate_limit: RateLimit | None = None
+    say_on_limit: str = "Sorry, I can't do that again right now."
+    cost_usd: float = Field(0.0, ge=0)  # what one call costs (counted against limits.max_cost_usd)
+    http: HttpToolOptions = Field(default_factory=HttpToolOptions)
+    options: dict[str, Any] = Field(default_factory=dict)  # built-ins' settings
 
 
 class Example(_Strict):
@@ -149,6 +187,10 @@ class IdleSettings(_Strict):
 class Limits(_Strict):
     max_call_secs: float = Field(600.0, gt=0)
     max_tool_calls_per_turn: int = Field(3, ge=0)
+    # The most a call may cost (providers' usage priced by voxline.pricing, plus the
+    # tools' cost_usd); past it, tools are refused with say_over_budget.
+    max_cost_usd: float | None = Field(None, gt=0)
+    say_over_budget: str = "I'm sorry, I can't do any more of that on this call."
     # Calls of this agent at once, across every worker (shared through REDIS_URL).
     max_concurrent_calls: int | None = Field(None, ge=1)
 
@@ -193,6 +235,15 @@ class AgentSpec(_Strict):
     phone: PhoneSettings = Field(default_factory=PhoneSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     guardrails: Guardrails = Field(default_factory=Guardrails)
+    # Orchestration (voxline.orchestration): sibling agents this one may pass the caller
+    # to, MCP servers whose tools it uses (written in ``tools:`` as ``{mcp: ...}``), its
+    # knowledge base, the people it may hand over to, outbound task calls.
+    handoffs: list[Handoff] = Field(default_factory=list)
+    tool_choice: Literal["auto", "required", "none"] = "auto"
+    mcp: list[MCPTools] = Field(default_factory=list)
+    knowledge: KnowledgeSettings | None = None
+    humans: HumanHandoff | None = None
+    tasks: Tasks = Field(default_factory=Tasks)
     # The folder relative tool paths are resolved against; set by load_spec.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
@@ -211,6 +262,12 @@ class AgentSpec(_Strict):
                 if f"{kind}_fallbacks" in data:
                     raise ValueError(f"{kind}: give a list or {kind}_fallbacks, not both")
                 data[kind], data[f"{kind}_fallbacks"] = value[0], value[1:]
+        if "tools" in data:  # ``tools: [{mcp: ...}]`` entries are MCP servers
+            data["tools"], servers = split_tools(data["tools"])
+            if servers:
+                data["mcp"] = [*data.get("mcp", []), *servers]
+        if "knowledge" in data:
+            data["knowledge"] = knowledge_from(data["knowledge"])
         return data
 
     def chain(self, kind: Literal["stt", "llm", "tts"]) -> list[ProviderBlock]:
@@ -231,9 +288,20 @@ class AgentSpec(_Strict):
             raise ValueError(f"duplicate tool names: {', '.join(duplicates)}")
         return tools
 
+    @field_validator("handoffs")
+    @classmethod
+    def _unique_handoffs(cls, handoffs: list[Handoff]) -> list[Handoff]:
+        names = [h.agent for h in handoffs]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"more than one handoff to: {', '.join(duplicates)}")
+        return handoffs
+
     @model_validator(mode="after")
     def _examples_use_known_tools(self) -> AgentSpec:
-        names = {t.name for t in self.tools}
+        names = {t.name for t in self.tools} | {h.tool_name for h in self.handoffs}
+        if any(h.agent == self.name for h in self.handoffs):
+            raise ValueError("handoffs: an agent cannot hand off to itself")
         for i, example in enumerate(self.examples):
             for name in example.call or {}:
                 if name not in names:

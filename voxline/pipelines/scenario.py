@@ -21,6 +21,8 @@ class Expect(_Strict):
     # What the caller heard (the agent's audio, transcribed) has any of these.
     hears_any: list[str] | None = None
     interrupted: bool | None = None
+    # The agent that answered the turn (a handoff's target answers the turn it happened in).
+    agent: str | None = None
     call_ended: bool | None = None
 
 

@@ -20,6 +20,7 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
+from voxline.orchestration.handoff import Team, apply_tool_choice, sibling_agents
 from voxline.pipelines.builder import Extensions, Services, build_pipeline
 from voxline.processors.call_log import CallLog, TurnRecord
 from voxline.spec import AgentSpec
@@ -56,12 +57,17 @@ class CallSession:
         audio_in_sample_rate: int = 16000,
         audio_out_sample_rate: int = 16000,
         observers: list | None = None,
+        team: Team | None = None,
     ):
         self.spec = spec
         self.call_id = call_id or uuid.uuid4().hex
         self.caller_id = caller_id
-        self.log = CallLog(on_turn_closed=on_turn)
-        self.services = services or Services.from_spec(spec)
+        self.log = CallLog(on_turn_closed=on_turn, agent=spec.name)
+        if team is None and spec.handoffs:  # the agents it may hand over to, from the folders beside it
+            team = Team.build(spec, sibling_agents(spec),
+                              lambda s: services if s is spec and services else Services.from_spec(s))
+        self.team = team  # several agents answer this call (voxline.orchestration.handoff)
+        self.services = team.services if team is not None else services or Services.from_spec(spec)
         self.end_reason: str | None = None
         self.started_at = time.time()
         self._reprompts = 0
@@ -75,6 +81,7 @@ class CallSession:
             extensions=extensions, extra_context=extra_context or [],
         )
         self.context = aggregators.user().context
+        self.pipeline = pipeline
         self.worker = PipelineWorker(
             pipeline,
             params=PipelineParams(
@@ -90,6 +97,10 @@ class CallSession:
             enable_turn_tracking=False,  # CallLog keeps the turns; one observer less per frame
             conversation_id=self.call_id,
         )
+        if team is not None:
+            team.attach(self, extra_context or [])
+        elif spec.tool_choice != "auto":
+            apply_tool_choice(self.context, spec.tool_choice)
         self._wire(aggregators, transport)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -179,6 +190,8 @@ class CallSession:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.team is not None:
+                await self.team.close()
             self.end_reason = self.end_reason or "pipeline_ended"
             await self.log.close_turn()
             self._ended.set()

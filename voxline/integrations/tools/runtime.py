@@ -1,23 +1,27 @@
 """Running tools inside a call, with guardrails.
 
 Every tool call is validated against the function's signature, bounded by its
-timeout, and recorded. When a tool fails, times out, gets bad arguments, or does not
+timeout, guarded by the call's rate limits and cost cap (guard.py), and recorded. When a tool fails, times out, gets bad arguments, or does not
 exist, the caller hears a sensible sentence and the call goes on; the LLM is not
 re-run on a failure, so a confused model cannot loop on a broken tool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from pipecat.frames.frames import FunctionCallResultProperties, TTSSpeakFrame
 from pipecat.services.llm_service import FunctionCallParams
 
 from voxline.errors import ToolError
+from voxline.integrations.tools.guard import STALE, ToolGuard, result_problem
 from voxline.integrations.tools.loader import Tool
 from voxline.processors.call_log import CallLog, ToolCallRecord
+from voxline.spec import ToolSpec
 
 logger = logging.getLogger("voxline.tools")
 
@@ -40,16 +44,46 @@ def _jsonable(value: Any) -> Any:
 
 
 def make_handler(tool: Tool, log: CallLog) -> Any:
+    """The handler of a tool of the spec (Python, webhook or MCP): guarded (see guard.py),
+    timed, recorded."""
+    return guarded(tool.spec, tool.call, log)
+
+
+def guarded(spec: ToolSpec, run: Callable[[dict[str, Any]], Awaitable[Any]], log: CallLog) -> Any:
+    """A handler that runs ``run(arguments)`` under the call's ToolGuard: refused (a sentence
+    said, the refusal recorded) over a rate limit or the cost cap; its result checked
+    against ``spec.returns``; cancelled on barge-in, and a result that comes back after
+    the caller barged in is recorded but never spoken."""
+
     async def handler(params: FunctionCallParams) -> None:
-        record = ToolCallRecord(name=tool.name, arguments=dict(params.arguments or {}))
-        started = time.monotonic()
+        guard = ToolGuard.of(log)
+        record = ToolCallRecord(name=spec.name, arguments=dict(params.arguments or {}))
+        started, epoch = time.monotonic(), guard.epoch
         try:
-            record.result = _jsonable(await tool.call(record.arguments))
+            refusal = await guard.admit(spec)
+            if refusal is not None:
+                record.error, say = refusal
+                logger.info("tool %s refused: %s", spec.name, record.error)
+                await params.llm.push_frame(TTSSpeakFrame(say))
+                await params.result_callback({"error": record.error}, properties=_NO_RERUN)
+                return
+            record.result = _jsonable(await run(record.arguments))
+            problem = result_problem(spec.returns, record.result)
+            if problem is not None:
+                raise ToolError(problem)
+            if guard.epoch != epoch:  # the caller barged in while it ran: nothing to say now
+                record.error = STALE
+                await params.result_callback(record.result, properties=_NO_RERUN)
+                return
             await params.result_callback(record.result)
+        except asyncio.CancelledError:
+            record.error = STALE
+            raise
         except Exception as e:  # user code: anything can go wrong, the call must not
             record.error = str(e) if isinstance(e, ToolError) else f"{type(e).__name__}: {e}"
-            logger.warning("tool %s failed: %s", tool.name, record.error)
-            await params.llm.push_frame(TTSSpeakFrame(tool.spec.say_on_error))
+            logger.warning("tool %s failed: %s", spec.name, record.error)
+            if guard.epoch == epoch:
+                await params.llm.push_frame(TTSSpeakFrame(spec.say_on_error))
             await params.result_callback({"error": record.error}, properties=_NO_RERUN)
         finally:
             record.duration_ms = round((time.monotonic() - started) * 1000, 1)

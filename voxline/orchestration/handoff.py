@@ -1,0 +1,413 @@
+"""Multi-agent handoff: one call, several agents, one conversation.
+
+An agent lists the sibling agents it may pass the caller to (``handoffs:``). A call
+whose agent has handoffs is served by a :class:`Team`: every agent reachable through
+handoffs, each with its own prompt, tools, voice and providers. The LLM sees one
+choice per handoff (``transfer_to_<agent>``, described by its ``when``); the local
+model's grammar-constrained decision offers them beside its tools and ``none``, like
+any tool. Choosing one:
+
+1. the outgoing agent's LLM records the handoff and, when the handoff has a
+   ``bridge``, says it in the outgoing agent's voice;
+2. once the choice is in the context, the context is rebuilt for the incoming agent:
+   its system prompt and examples, then the conversation so far, whole
+   (``context: full``) or as a short summary plus the caller's last words
+   (``context: summary``); its tools are advertised;
+3. the STT, LLM and TTS switch to the incoming agent's (Pipecat ``ServiceSwitcher``\\ s
+   with the manual strategy: one ``ManuallySwitchServiceFrame`` each, in order with the
+   frames before it, so the bridge is still spoken by the outgoing voice);
+4. the incoming agent answers the same turn (``LLMRunFrame``): what the caller said
+   is not asked again. The call log names the agent that answered every turn.
+
+Why not ``pipecat.flows``' ``FlowManager``, which ships in Pipecat 1.14? Its edge
+functions are the model followed here (a result with ``run_llm=False`` and an
+``on_context_updated`` transition, then an ``LLMRunFrame``), but it does not fit a
+handoff between agents: a node changes the system instruction and tools of *one*
+LLM service, while an agent here brings its own STT, LLM (with its tools registered
+on it, and its failover chain) and voice; node functions are ``(args, flow_manager)``
+handlers that cannot speak a refusal and keep the LLM from re-running the way the
+guarded tools do (integrations/tools/runtime.py), and each node replaces the whole tool
+list; and its summary strategy (``RESET_WITH_SUMMARY``, deprecated) waits on an LLM
+in the call's path for up to 5 s, where ours is built from the record at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
+from pipecat.frames.frames import (
+    FunctionCallResultProperties,
+    LLMRunFrame,
+    ManuallySwitchServiceFrame,
+    TTSSpeakFrame,
+)
+from pipecat.pipeline.service_switcher import ServiceSwitcher, ServiceSwitcherStrategyManual
+from pipecat.processors.aggregators.llm_context import NOT_GIVEN, LLMContext
+from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.services.llm_service import FunctionCallParams
+
+from voxline.errors import SpecError
+from voxline.orchestration.settings import Handoff
+from voxline.processors.call_log import CallLog, ToolCallRecord
+from voxline.spec import AgentSpec
+
+log = logging.getLogger("voxline.handoff")
+
+# Part of every incoming agent's system prompt (a fixed text, so the prompt prefix a
+# local model keeps evaluated for the agent stays valid whoever hands the caller over).
+HANDOVER_NOTE = (
+    "A colleague may have passed this caller to you in the middle of the call. If so, do not "
+    "greet them again and do not ask for anything they already said: carry on from their last words."
+)
+SUMMARY_CHARS = 700
+
+
+def team_members(entry: AgentSpec, agents: Mapping[str, AgentSpec]) -> dict[str, AgentSpec]:
+    """``entry`` and every agent reachable from it through handoffs, by name."""
+    members = {entry.name: entry}
+    todo, problems = [entry], []
+    while todo:
+        spec = todo.pop()
+        for i, handoff in enumerate(spec.handoffs):
+            target = agents.get(handoff.agent)
+            if target is None:
+                problems.append((f"{spec.name}: handoffs.{i}.agent",
+                                 f"no agent {handoff.agent!r} beside it; known: {', '.join(sorted(agents))}"))
+            elif handoff.agent not in members:
+                members[handoff.agent] = target
+                todo.append(target)
+    if problems:
+        raise SpecError(problems)
+    return members
+
+
+def sibling_agents(spec: AgentSpec) -> dict[str, AgentSpec]:
+    """The agents of the folders beside ``spec``'s (``DIR/NAME/agent.yaml``), and itself."""
+    from voxline.routing import load_agents
+
+    try:
+        agents = load_agents(spec.base_dir.parent)
+    except SpecError:
+        agents = {}
+    return {**agents, spec.name: spec}
+
+
+def handoff_schema(handoff: Handoff) -> FunctionSchema:
+    return FunctionSchema(
+        name=handoff.tool_name,
+        description=f"Pass the caller to the {handoff.agent} agent when {handoff.when}",
+        properties={},
+        required=[],
+    )
+
+
+class TeamLLM(ServiceSwitcher):
+    """The team's LLMs behind one switcher, with the function-registration API the
+    builder and the call host use (registered on every member: each agent's own tools
+    are then put back on its own LLM by the team)."""
+
+    def __init__(self, llms: list[Any]):
+        super().__init__(list(llms), ServiceSwitcherStrategyManual)
+
+    @property
+    def active(self) -> Any:
+        return self.strategy.active_service
+
+    def register_function(self, name: str | None, handler: Any, *args: Any, **kwargs: Any) -> None:
+        for llm in self.services:
+            llm.register_function(name, handler, *args, **kwargs)
+
+    def unregister_function(self, name: str | None) -> None:
+        for llm in self.services:
+            llm.unregister_function(name)
+
+    def has_function(self, name: str) -> bool:
+        return bool(self.active.has_function(name))
+
+    async def warm_up(self, context: LLMContext) -> None:
+        warm = getattr(self.active, "warm_up", None)
+        if warm is not None:
+            await warm(context)
+
+    async def run_inference(self, context: LLMContext, **kwargs: Any) -> str | None:
+        return await self.active.run_inference(context, **kwargs)  # type: ignore[no-any-return]
+
+    async def summarize(self, prompt: str, max_tokens: int = 300) -> str:
+        own = getattr(self.active, "summarize", None)
+        if own is not None:
+            return str(await own(prompt, max_tokens=max_tokens))
+        answer = await self.active.run_inference(
+            LLMContext(messages=[{"role": "user", "content": prompt}]), max_tokens=max_tokens)
+        return answer or ""
+
+
+def _switcher(services: list[Any]) -> Any:
+    return services[0] if len(services) == 1 else ServiceSwitcher(services, ServiceSwitcherStrategyManual)
+
+
+@dataclass
+class Member:
+    spec: AgentSpec
+    stt: FrameProcessor
+    llm: Any
+    tts: FrameProcessor
+    schema: list[FunctionSchema] = field(default_factory=list)  # everything it advertises
+    preamble: list[dict[str, Any]] = field(default_factory=list)  # system prompt and examples
+
+
+class Team:
+    """The agents one call may be answered by, and the switch between them."""
+
+    def __init__(self, members: dict[str, Member], entry: str):
+        self.members = members
+        self.entry = entry
+        self.current = entry
+        self.handoffs = 0
+        stt = list(dict.fromkeys(m.stt for m in members.values()))
+        tts = list(dict.fromkeys(m.tts for m in members.values()))
+        self.stt, self.tts = _switcher(stt), _switcher(tts)
+        self.llm = TeamLLM([m.llm for m in members.values()])
+        self._session: Any = None
+        self._preamble_len = 0
+        self._extra_context: list[str] = []
+        self.builtin_schemas: dict[str, FunctionSchema] = {}  # set by the call host (transfer_call)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.handoff_started: float | None = None  # loop time of the last handoff (benchmarks)
+
+    @classmethod
+    def build(cls, entry: AgentSpec, agents: Mapping[str, AgentSpec],
+              make_services: Callable[[AgentSpec], Any]) -> Team:
+        """Services for every member (``make_services(spec)`` -> Services); members whose
+        STT or TTS blocks are the same share one service."""
+        from voxline.processors.speech_text import apply_stt_hints, use_speakable
+
+        by_block: dict[str, Any] = {}
+
+        def shared(kind: str, spec: AgentSpec, service: Any) -> Any:
+            key = kind + json.dumps([b.model_dump(mode="json") for b in spec.chain(kind)], sort_keys=True)
+            if kind == "stt":
+                key += spec.language
+            return by_block.setdefault(key, service)
+
+        members: dict[str, Member] = {}
+        for name, spec in team_members(entry, agents).items():
+            services = make_services(spec)
+            stt, tts = shared("stt", spec, services.stt), shared("tts", spec, services.tts)
+            if stt is services.stt:
+                apply_stt_hints(spec, stt)
+            use_speakable(tts)
+            members[name] = Member(spec, stt, services.llm, tts)
+        return cls(members, entry.name)
+
+    @property
+    def services(self) -> Any:
+        from voxline.pipelines.builder import Services
+
+        return Services(stt=self.stt, llm=self.llm, tts=self.tts)
+
+    # -- wiring, once the session's pipeline is built -----------------------------------
+    def attach(self, session: Any, extra_context: list[str]) -> None:
+        """Register each agent's tools and handoff choices on its own LLM, and advertise
+        the entry agent's handoff choices."""
+        from voxline.pipelines.builder import example_messages, register_tools
+
+        self._session, self._extra_context = session, list(extra_context)
+        log_: CallLog = session.log
+        entry_names = {t.name for t in self.members[self.entry].spec.tools}
+        for name, member in self.members.items():
+            spec = member.spec
+            if name != self.entry:  # the builder registered the entry's tools on every member
+                for stale in entry_names - {t.name for t in spec.tools}:
+                    member.llm.unregister_function(stale)
+                schema = register_tools(spec, member.llm, log_)
+            else:
+                schema = session.context.tools
+            member.schema = list(schema.standard_tools) if isinstance(schema, ToolsSchema) else []
+            for handoff in spec.handoffs:
+                member.llm.register_function(handoff.tool_name, self._handler(name, handoff),
+                                             cancel_on_interruption=True)
+                member.schema.append(handoff_schema(handoff))
+            system = "\n\n".join([spec.system_prompt, *([HANDOVER_NOTE] if name != self.entry else []),
+                                  *self._extra_context])
+            member.preamble = [{"role": "system", "content": system}, *example_messages(spec)]
+        self._preamble_len = len(session.context.get_messages())
+        self._advertise(self.entry)
+        self._reground(self.entry)
+        session.worker.add_event_handler("on_pipeline_started", self._on_started)
+
+    def _tools_of(self, name: str) -> list[FunctionSchema]:
+        member = self.members[name]
+        schemas = list(member.schema)
+        handlers = {t.handler for t in member.spec.tools}
+        for builtin, schema in self.builtin_schemas.items():
+            if f"builtin:{builtin}" in handlers and not any(s.name == schema.name for s in schemas):
+                schemas.append(schema)
+        return schemas
+
+    def _advertise(self, name: str) -> None:
+        context = self._session.context
+        spec = self.members[name].spec
+        tools = [] if spec.tool_choice == "none" else self._tools_of(name)
+        context.set_tools(ToolsSchema(standard_tools=tools) if tools else NOT_GIVEN)
+        context.set_tool_choice(spec.tool_choice if tools and spec.tool_choice != "auto" else NOT_GIVEN)
+
+    def _reground(self, name: str) -> None:
+        """The output checks of the pipeline follow the agent that speaks: its corrections
+        and examples, and every member's tools (a booking bookings made is a fact for the
+        front desk too)."""
+        from voxline.processors.grounding import GroundingChecker, GroundingGuard
+
+        pipeline = getattr(self._session, "pipeline", None)
+        for processor in getattr(pipeline, "processors", []):
+            if isinstance(processor, GroundingGuard):
+                checker = GroundingChecker(self.members[name].spec, self._session.log, self._extra_context)
+                for member in self.members.values():
+                    for kind_name, kinds in GroundingChecker(member.spec, self._session.log)._tool_kinds.items():
+                        checker._tool_kinds.setdefault(kind_name, set()).update(kinds)
+                processor._checker = checker
+
+    async def _on_started(self, *_args: Any) -> None:
+        # Every incoming agent's prompt prefix is evaluated now, off the caller's turn, so
+        # a handoff costs only the conversation's tokens (local models keep the prefix).
+        for name, member in self.members.items():
+            warm = getattr(member.llm, "warm_up", None)
+            if name == self.entry or warm is None:
+                continue
+            tools = self._tools_of(name)
+            context = LLMContext(messages=list(member.preamble),
+                                 tools=ToolsSchema(standard_tools=tools) if tools else NOT_GIVEN)
+            task = asyncio.ensure_future(self._warm(name, warm, context))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _warm(name: str, warm: Any, context: LLMContext) -> None:
+        try:
+            await warm(context)
+        except Exception as e:  # a cold prefix is slower, not wrong
+            log.warning("- warming up agent %s failed: %s", name, type(e).__name__)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- the handoff ---------------------------------------------------------------
+    def _handler(self, source: str, handoff: Handoff) -> Any:
+        async def transfer(params: FunctionCallParams) -> None:
+            session = self._session
+            if self.current != source:  # a second choice in the same answer: one handoff is enough
+                await params.result_callback({"error": "already handed over"},
+                                             properties=FunctionCallResultProperties(run_llm=False))
+                return
+            self.handoff_started = asyncio.get_running_loop().time()
+            session.log.tool_call(ToolCallRecord(name=handoff.tool_name, arguments=dict(params.arguments or {}),
+                                                 result={"handed_to": handoff.agent}))
+            if handoff.bridge:  # heard and recorded, but kept out of the context: the incoming
+                # agent answers the caller's last words, not the bridge
+                await params.llm.push_frame(TTSSpeakFrame(handoff.bridge, append_to_context=False))
+
+            async def switch() -> None:
+                await self.switch(handoff.agent, context_mode=handoff.context, source=source)
+
+            await params.result_callback(
+                {"handed_to": handoff.agent},
+                properties=FunctionCallResultProperties(run_llm=False, on_context_updated=switch))
+
+        return transfer
+
+    async def switch(self, target: str, *, context_mode: str = "full", source: str | None = None,
+                     run_llm: bool = True) -> None:
+        """Hand the call to ``target``: its prompt, tools and services; it answers now."""
+        session, member = self._session, self.members[target]
+        source = source or self.current
+        old = self.members[source]
+        context = session.context
+        conversation = context.get_messages()[self._preamble_len:]
+        carried = carry_full(conversation) if context_mode == "full" else carry_summary(conversation, source)
+        context.set_messages([*member.preamble, *carried])
+        self._preamble_len = len(member.preamble)
+        self.current = target
+        self.handoffs += 1
+        self._advertise(target)
+        self._reground(target)
+        session.log.answered_by(target)
+        log.info("%s handed over: %s -> %s (%s, %d messages carried)", session.call_id, source, target,
+                 context_mode, len(carried))
+        frames: list[Any] = []
+        for switcher, new, was in ((self.stt, member.stt, old.stt), (self.llm, member.llm, old.llm),
+                                   (self.tts, member.tts, old.tts)):
+            if new is not was and isinstance(switcher, ServiceSwitcher):
+                frames.append(ManuallySwitchServiceFrame(service=new))
+        if run_llm:
+            frames.append(LLMRunFrame())
+        await session.worker.queue_frames(frames)
+
+
+def _is_handoff_call(call: dict[str, Any]) -> bool:
+    return str(call.get("function", {}).get("name", "")).startswith("transfer_to_")
+
+
+def carry_full(conversation: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation without the handoff choice itself (the incoming agent has no such
+    tool, and must answer the caller, not the choice)."""
+    dropped: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for m in conversation:
+        calls = m.get("tool_calls") or []
+        if m.get("role") == "assistant" and calls:
+            kept = [c for c in calls if not _is_handoff_call(c)]
+            dropped |= {c.get("id", "") for c in calls if _is_handoff_call(c)}
+            if kept:
+                out.append({**m, "tool_calls": kept})
+            elif m.get("content"):
+                out.append({"role": "assistant", "content": m["content"]})
+            continue
+        if m.get("role") == "tool" and m.get("tool_call_id") in dropped:
+            continue
+        out.append(m)
+    return out
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+def carry_summary(conversation: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+    """A short summary built from the record (no LLM pass in the caller's turn): what the
+    caller said before and what the tools found, then the caller's last words verbatim."""
+    messages = carry_full(conversation)
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+    earlier = [_text(m.get("content")) for m in messages[:last_user] if m.get("role") == "user"]
+    names = {c.get("id"): c.get("function", {}).get("name") for m in messages for c in m.get("tool_calls") or []}
+    found = [f"{names.get(m.get('tool_call_id'), 'a tool')} gave {_text(m.get('content'))}"
+             for m in messages[:last_user] if m.get("role") == "tool"]
+    parts = [f"The {source} agent passed this caller to you."]
+    if earlier:
+        parts.append("Before, the caller said: " + " / ".join(earlier))
+    if found:
+        parts.append("Done so far: " + "; ".join(found))
+    summary = " ".join(parts)
+    if len(summary) > SUMMARY_CHARS:
+        summary = summary[: SUMMARY_CHARS - 3] + "..."
+    tail = [messages[last_user]] if last_user is not None else []
+    return [{"role": "user", "content": f"(Summary of the call so far: {summary})"}, *tail]
+
+
+def apply_tool_choice(context: LLMContext, choice: str) -> None:
+    """``tool_choice`` of an agent: ``none`` advertises no tools at all (a local model
+    then always speaks), ``required`` asks the provider for a tool call."""
+    if choice == "none":  # (a tool_choice without tools is an error for some providers)
+        context.set_tools(NOT_GIVEN)
+        context.set_tool_choice(NOT_GIVEN)
+    elif choice == "required" and isinstance(context.tools, ToolsSchema):
+        context.set_tool_choice("required")
