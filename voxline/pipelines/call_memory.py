@@ -78,7 +78,9 @@ class MemoryRuntime:
         store = store or await open_store(database_url, owner=owner)
         recorder = CallRecorder(store)
         recorder.start()
-        return cls(store, recorder, embedder or local_embedder(), owns)
+        if embedder is None:  # loading it (~0.2 s, with its hash check) must not stall the loop
+            embedder = await asyncio.to_thread(local_embedder)
+        return cls(store, recorder, embedder, owns)
 
     async def close(self) -> None:
         await self.recorder.close()

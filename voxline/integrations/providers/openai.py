@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from functools import cache
 from typing import Any
 
 from voxline.errors import translate
 from voxline.extras import require
-from voxline.integrations.providers.common import chosen, describe, given, secret, silence_wav
+from voxline.integrations.providers.common import chosen, describe, given, secret, silence_wav, tls_context
 from voxline.spec import LLMBlock, ProviderBlock, STTBlock, TTSBlock
 
 OPENAI_TTS_RATE = 24000  # /audio/speech answers 24 kHz PCM whatever the pipeline's rate
@@ -33,11 +34,41 @@ def build_stt(block: STTBlock, *, language: str, sample_rate: int | None = None)
     )
 
 
+@cache
+def _llm_service() -> type:
+    """Pipecat's OpenAILLMService whose HTTP client uses the process's TLS context.
+
+    Pipecat builds an ``AsyncOpenAI`` client in the constructor, and its httpx client
+    loads the CA bundle into a new TLS context: ~25 ms of CPU on the event loop for every
+    call (eight calls starting together stalled the loop ~200 ms). The client is
+    otherwise the one pipecat builds (same connection limits).
+    """
+    from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+    from pipecat.services.openai import llm
+    from pipecat.utils.http import connection_limits
+
+    # The same class name: logs, metrics and usage (processors/usage.py) name it as before.
+    class OpenAILLMService(llm.OpenAILLMService):
+        def create_client(self, api_key=None, base_url=None, organization=None, project=None,  # type: ignore[no-untyped-def]
+                          default_headers=None, **kwargs):
+            return AsyncOpenAI(
+                api_key=api_key, base_url=base_url, organization=organization, project=project,
+                http_client=DefaultAsyncHttpxClient(
+                    verify=tls_context(),
+                    limits=connection_limits(max_keepalive_connections=100, max_connections=1000,
+                                             keepalive_expiry=None),
+                ),
+                default_headers=default_headers,
+            )
+
+    return OpenAILLMService
+
+
 def build_llm(block: LLMBlock, *, max_tool_calls_per_turn: int) -> Any:
     _openai()
     from pipecat.services.openai.llm import OpenAILLMService
 
-    return OpenAILLMService(
+    return _llm_service()(
         api_key=_key(block), **given(block, "base_url"),
         settings=OpenAILLMService.Settings(**given(block, "model", "temperature", "max_tokens")),
     )
