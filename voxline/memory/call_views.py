@@ -47,7 +47,7 @@ def calls_show(database_url: str | None, tenant: str, call_id: str) -> dict[str,
         for t in c.turns:
             turn: dict[str, Any] = {"role": t.role, "text": t.text}
             if t.role == "assistant":
-                turn.update(heard=t.heard, interrupted=t.interrupted, latency_ms=t.latency_ms,
+                turn.update(agent=t.agent or c.agent, heard=t.heard, interrupted=t.interrupted, latency_ms=t.latency_ms,
                             providers=t.providers, usage=t.usage, cost_usd=t.cost_usd,
                             tool_calls=tools_by_turn.get(t.index, []))
             turns.append(turn)

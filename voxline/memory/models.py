@@ -93,6 +93,7 @@ class Turn(Base):
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # see voxline.pricing
     providers: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # stage -> provider, model
     cost_usd: Mapped[float | None] = mapped_column(sa.Float())
+    agent: Mapped[str | None] = mapped_column(sa.String(128))  # who answered (handoffs change it)
 
 
 class ToolCall(Base):
@@ -268,3 +269,25 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(sa.String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class KnowledgeChunk(Base):
+    """A piece of an agent's knowledge base (``voxline kb build``), embedded for search.
+
+    Searched per tenant and collection: on Postgres through the HNSW index with pgvector
+    0.8's iterative scans, so the tenant filter never leaves fewer than k rows."""
+
+    __tablename__ = "knowledge_chunks"
+    __table_args__ = (
+        sa.Index("ix_knowledge_scope", "tenant_id", "collection", "source"),
+        sa.UniqueConstraint("tenant_id", "collection", "source", "chunk_index"),
+    )
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(64))
+    collection: Mapped[str] = mapped_column(sa.String(128))
+    source: Mapped[str] = mapped_column(sa.String(500))
+    chunk_index: Mapped[int] = mapped_column(sa.Integer())
+    text: Mapped[str] = mapped_column(sa.Text())
+    source_sha256: Mapped[str] = mapped_column(sa.String(64))
+    embedding: Mapped[np.ndarray] = mapped_column(Vector(EMBED_DIM))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

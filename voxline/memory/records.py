@@ -65,6 +65,7 @@ class TurnRecord:
     usage: dict[str, float] = field(default_factory=dict)
     providers: dict[str, Any] = field(default_factory=dict)
     cost_usd: float | None = None
+    agent: str | None = None  # the agent that answered (multi-agent calls)
 
 
 @dataclass

@@ -237,8 +237,10 @@ class Store(MemoryRowsMixin):
         usage: dict[str, float] | None = None,
         providers: dict[str, Any] | None = None,
         cost_usd: float | None = None,
+        agent: str | None = None,
     ) -> None:
         values = dict(
+            agent=agent,
             role=role,
             text=text,
             heard=heard,
@@ -501,6 +503,7 @@ def _turn_record(t: Any) -> TurnRecord:
         t.usage or {},
         t.providers or {},
         t.cost_usd,
+        getattr(t, "agent", None),
     )
 
 

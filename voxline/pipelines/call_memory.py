@@ -239,6 +239,7 @@ class CallMemory:
             rec.add_turn(
                 self.call_id, index=2 * turn.index, role="user", text=text, heard=None,
                 started_at=started, ended_at=started, interrupted=False, latency_ms={},
+                agent=getattr(turn, "agent", None) or None,
             )  # fmt: skip
         if agent or turn.tool_calls or getattr(turn, "usage", None):
             text = self._scrub(agent)
@@ -249,6 +250,7 @@ class CallMemory:
                 self.call_id, index=2 * turn.index + 1, role="assistant", text=text, heard=text,
                 started_at=started, ended_at=ended, interrupted=turn.interrupted,
                 latency_ms=dict(turn.latency_ms), **_usage_and_cost(turn),
+                agent=getattr(turn, "agent", None) or None,
             )  # fmt: skip
         for call in turn.tool_calls:
             rec.add_tool_call(

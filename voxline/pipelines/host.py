@@ -29,8 +29,10 @@ from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.transports.base_transport import BaseTransport
 
+from voxline.integrations.tools.guard import ToolGuard
 from voxline.memory.live import InProcessLiveState, LiveState
 from voxline.memory.store import process_owner_id
+from voxline.orchestration.wiring import team_for, wire_orchestration
 from voxline.pipelines.builder import Extensions, Services
 from voxline.pipelines.call_control import CallControl, CallLine
 from voxline.pipelines.call_memory import CallMemory, MemoryRuntime, llm_summarizer
@@ -333,6 +335,7 @@ class CallHost:
             audio_in_sample_rate=incoming.sample_rate, audio_out_sample_rate=incoming.sample_rate,
             extra_context=memory.extra_context if memory else None,
             on_turn=memory.on_turn if memory else None,
+            team=team_for(spec, self.agents, services, lambda s: self.services(s, incoming.sample_rate)),
         )
         control = CallControl(incoming.line, transfer_targets=self.transfer_targets.get(spec.name, {}))
         live = LiveCall(incoming, session, control)
@@ -358,6 +361,8 @@ class CallHost:
             session.log.tool_call(ToolCallRecord(name=name, arguments=arguments, result=result))
 
         control.on_end, control.on_transfer, control.tool_log = on_end, on_transfer, tool_log
+        ToolGuard.of(session.log, spec).use_live(self.live, spec.memory.tenant)  # tenant rate limits
+        wire_orchestration(self, spec, live)  # handoff to humans, knowledge, task calls
         handlers = {t.handler for t in spec.tools}
         llm = session.services.llm
         if "builtin:end_call" in handlers:
@@ -368,6 +373,8 @@ class CallHost:
             schemas = list(tools.standard_tools) if isinstance(tools, ToolsSchema) else []
             if not any(s.name == "transfer_call" for s in schemas):
                 session.context.set_tools(ToolsSchema(standard_tools=[*schemas, control.transfer_schema()]))
+            if session.team is not None:  # advertised again whenever this agent answers
+                session.team.builtin_schemas["transfer_call"] = control.transfer_schema()
 
     # -- carrier events -------------------------------------------------------------
     async def on_answered_by(self, call_id: str, answered_by: str) -> None:

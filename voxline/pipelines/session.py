@@ -20,7 +20,9 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
+from voxline.integrations.tools.guard import ToolGuard
 from voxline.orchestration.handoff import Team, apply_tool_choice, sibling_agents
+from voxline.orchestration.wiring import wire_builtins
 from voxline.pipelines.builder import Extensions, Services, build_pipeline
 from voxline.processors.call_log import CallLog, TurnRecord
 from voxline.spec import AgentSpec
@@ -63,6 +65,7 @@ class CallSession:
         self.call_id = call_id or uuid.uuid4().hex
         self.caller_id = caller_id
         self.log = CallLog(on_turn_closed=on_turn, agent=spec.name)
+        ToolGuard.of(self.log, spec)  # the call's tool limits: rate, cost cap (the entry agent's)
         if team is None and spec.handoffs:  # the agents it may hand over to, from the folders beside it
             team = Team.build(spec, sibling_agents(spec),
                               lambda s: services if s is spec and services else Services.from_spec(s))
@@ -101,6 +104,7 @@ class CallSession:
             team.attach(self, extra_context or [])
         elif spec.tool_choice != "auto":
             apply_tool_choice(self.context, spec.tool_choice)
+        wire_builtins(self)  # knowledge, humans, task calls (the call host wires its own again)
         self._wire(aggregators, transport)
 
     def _spawn(self, coro: Awaitable[None]) -> None:

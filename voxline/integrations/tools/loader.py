@@ -20,7 +20,7 @@ from typing import Any
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pydantic import BaseModel, ValidationError, create_model
 
-from voxline.errors import ToolError
+from voxline.errors import ToolError, VoxlineError
 from voxline.spec import AgentSpec, ToolSpec
 
 
@@ -113,6 +113,10 @@ def _arguments_model(name: str, fn: Callable[..., Any]) -> type[BaseModel]:
 
 
 def load_tool(tool: ToolSpec, base_dir: Path) -> Tool:
+    if tool.handler.startswith("http:"):  # a webhook (voxline.integrations.tools.http)
+        from voxline.integrations.tools.http import HttpTool
+
+        return HttpTool(tool)  # type: ignore[return-value]
     try:
         fn = _import_handler(tool.handler, base_dir)
     except ToolError:
@@ -122,7 +126,8 @@ def load_tool(tool: ToolSpec, base_dir: Path) -> Tool:
     return Tool(spec=tool, fn=fn, arguments=_arguments_model(tool.name, fn))
 
 
-BUILTINS = {"end_call", "transfer_call"}  # transfer_call works on phone calls
+# transfer_call works on phone calls; the rest are voxline.orchestration's.
+BUILTINS = {"end_call", "transfer_call", "search_knowledge", "transfer_to_human", "call_task", "report_outcome"}
 
 
 def is_builtin(tool: ToolSpec) -> bool:
@@ -144,6 +149,6 @@ def check_tools(spec: AgentSpec) -> list[tuple[str, str]]:
             continue
         try:
             load_tool(tool, spec.base_dir)
-        except ToolError as e:
+        except (ToolError, VoxlineError) as e:
             problems.append((f"tools.{i}.handler", str(e)))
     return problems

@@ -1,7 +1,8 @@
 """Running tools inside a call, with guardrails.
 
 Every tool call is validated against the function's signature, bounded by its
-timeout, guarded by the call's rate limits and cost cap (guard.py), and recorded. When a tool fails, times out, gets bad arguments, or does not
+timeout, guarded by the call's rate limits and cost cap (guard.py), and recorded.
+When a tool fails, times out, gets bad arguments, or does not
 exist, the caller hears a sensible sentence and the call goes on; the LLM is not
 re-run on a failure, so a confused model cannot loop on a broken tool.
 """
@@ -38,9 +39,15 @@ class CallControl(Protocol):
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, Told):
+        return value
     if hasattr(value, "model_dump"):
         return value.model_dump()
     return value
+
+
+class Told(dict):  # type: ignore[type-arg]
+    """A tool's result that the tool already told the caller: the LLM is not run on it."""
 
 
 def make_handler(tool: Tool, log: CallLog) -> Any:
@@ -75,7 +82,8 @@ def guarded(spec: ToolSpec, run: Callable[[dict[str, Any]], Awaitable[Any]], log
                 record.error = STALE
                 await params.result_callback(record.result, properties=_NO_RERUN)
                 return
-            await params.result_callback(record.result)
+            await params.result_callback(record.result,
+                                         properties=_NO_RERUN if isinstance(record.result, Told) else None)
         except asyncio.CancelledError:
             record.error = STALE
             raise

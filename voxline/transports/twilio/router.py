@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 
 from voxline.logsafe import clean, redact_number
+from voxline.orchestration.human import leg_status
 from voxline.pipelines.host import CallHost, IncomingCall
 from voxline.transports import call_token
 
@@ -127,6 +128,8 @@ def twilio_router(
             return Response("invalid CallSid", status_code=400)
         state = form.get("CallStatus", "")
         state = state if state in _CARRIER_STATES else ""
+        if leg_status(call_sid, state):  # a person's leg of a warm transfer (orchestration/human.py)
+            return Response(status_code=204)
         answered_by = form.get("AnsweredBy", "")
         answered_by = answered_by if answered_by in _VERDICTS else None
         records = host.records
