@@ -118,14 +118,16 @@ class ScriptedCallee:
 
     lines: list[str]
     quiet_secs: float = 0.8
+    answers_first: bool = True  # a business picks up with its name
     heard: list[float] = field(default_factory=list)
 
     async def run(self, line: Any, session: Any) -> None:
         from voxline.audio import synthesize
 
         await session.started.wait()
-        for text in self.lines:
-            await self._wait_agent_done(line, session)
+        for i, text in enumerate(self.lines):
+            if i or not self.answers_first:
+                await self._wait_agent_done(line, session)
             if session.ended:
                 return
             sent = line.say(synthesize(text, line.sample_rate))

@@ -97,6 +97,7 @@ class CallLog(BaseObserver):
         self.turns: list[TurnRecord] = [TurnRecord(index=0, agent=agent)]  # turn 0: the greeting
         self.interruptions = 0  # barge-ins so far: a tool call started before one is stale
         self.guard: Any = None  # the call's ToolGuard (voxline.integrations.tools.guard)
+        self.tools_running = 0  # tool calls in flight (guarded handlers count them)
         self._on_turn_closed = on_turn_closed
         self._marks: dict[str, float] = {}
         self._llm_answering: set[int] = set()  # LLM services with an answer started, not ended
@@ -271,4 +272,5 @@ class CallLog(BaseObserver):
         pending = self._pending_since
         if pending is not None and time.monotonic() - pending > pending_timeout:
             self._pending_since = pending = None  # nothing came of it
-        return self.bot_speaking or self.llm_responses_in_flight > 0 or pending is not None
+        return (self.bot_speaking or self.llm_responses_in_flight > 0 or pending is not None
+                or self.tools_running > 0)

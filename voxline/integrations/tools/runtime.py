@@ -66,6 +66,7 @@ def guarded(spec: ToolSpec, run: Callable[[dict[str, Any]], Awaitable[Any]], log
         guard = ToolGuard.of(log)
         record = ToolCallRecord(name=spec.name, arguments=dict(params.arguments or {}))
         started, epoch = time.monotonic(), guard.epoch
+        log.tools_running += 1
         try:
             refusal = await guard.admit(spec)
             if refusal is not None:
@@ -94,6 +95,7 @@ def guarded(spec: ToolSpec, run: Callable[[dict[str, Any]], Awaitable[Any]], log
                 await params.llm.push_frame(TTSSpeakFrame(spec.say_on_error))
             await params.result_callback({"error": record.error}, properties=_NO_RERUN)
         finally:
+            log.tools_running -= 1
             record.duration_ms = round((time.monotonic() - started) * 1000, 1)
             log.tool_call(record)
 
