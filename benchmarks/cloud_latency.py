@@ -1,0 +1,254 @@
+"""Voice-to-voice of the cloud cascade (Deepgram → OpenAI → ElevenLabs) on the vendors'
+loopback fakes, which add the vendors' published latencies; against a bare Pipecat
+pipeline built from the same Pipecat services on the same fakes, in the same run.
+
+Injected latencies (per turn):
+
+- Deepgram Nova-3 live: the final transcript 150 ms after ``Finalize``. Pipecat 1.14
+  ships Deepgram's measured p99 time from the end of speech to the final transcript,
+  0.35 s, taken with VAD stop_secs 0.2 (``pipecat/services/stt_latency.py``,
+  ``DEEPGRAM_TTFS_P99``, measured with pipecat-ai/stt-benchmark); the 0.2 s of VAD
+  stop is spent in both pipelines already, which leaves 0.15 s for Deepgram.
+- OpenAI gpt-4.1-mini: first token after 600 ms, then 66 tokens/s — the p50 time to
+  first token and throughput Vercel's AI Gateway reports on live traffic for OpenAI's
+  gpt-4.1-mini (vercel.com/ai-gateway/models/gpt-4.1-mini; Artificial Analysis
+  reports 0.93 s at 10k input tokens).
+- ElevenLabs Flash v2.5: 75 ms before each sentence's audio ("~75ms",
+  elevenlabs.io/docs/overview/models).
+
+Voice-to-voice is measured at the caller's ear (end of the caller's speech → first
+agent audio), as in benchmarks/turn_overhead.py. Variants: ``voxline`` (one block per
+stage, as ``Services.from_spec`` builds it), ``voxline_chain`` (each stage a healthy
+two-provider failover chain: what the chain costs when nothing fails) and ``bare``.
+Calls of the variants alternate so machine noise falls on all alike.
+
+    python benchmarks/cloud_latency.py [--calls 4] [--turns 5]
+
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from loguru import logger
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
+from pipecat.workers.runner import WorkerRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.fakes.anthropic_api import FakeAnthropic, MessageReply  # noqa: E402
+from tests.fakes.deepgram import FakeDeepgram  # noqa: E402
+from tests.fakes.elevenlabs import FakeElevenLabs  # noqa: E402
+from tests.fakes.openai_api import ChatReply, FakeOpenAI  # noqa: E402
+from voxline.audio import synthesize  # noqa: E402
+from voxline.pipelines.builder import Services, turn_strategies, vad_analyzer  # noqa: E402
+from voxline.pipelines.session import CallSession  # noqa: E402
+from voxline.spec import parse_spec  # noqa: E402
+from voxline.transports.simulated import CallerLine, SimulatedTransport  # noqa: E402
+
+RATE = 16000
+DEEPGRAM_FINAL_SECS = 0.15
+LLM_TTFT_SECS, LLM_TOKENS_PER_SEC = 0.600, 66.0
+TTS_FIRST_AUDIO_SECS = 0.075
+HEARD = "When do you open today?"
+ANSWER = "We open at noon. The kitchen closes at ten."
+FIRST_SENTENCE_TOKENS = 4  # "We open at noon." reaches the TTS after these
+INJECTED_MS = (DEEPGRAM_FINAL_SECS + LLM_TTFT_SECS + FIRST_SENTENCE_TOKENS / LLM_TOKENS_PER_SEC
+               + TTS_FIRST_AUDIO_SECS) * 1000
+VOICE = "21m00Tcm4TlvDq8ikWAM"
+KEYS = {"OPENAI_API_KEY": "sk-bench", "ANTHROPIC_API_KEY": "ak-bench", "DEEPGRAM_API_KEY": "dg-bench",
+        "ELEVENLABS_API_KEY": "xi-bench"}
+
+
+class SlowDeepgram(FakeDeepgram):
+    async def _final(self, sender, state, session, *, from_finalize=False, speech_final=False):  # type: ignore[no-untyped-def]
+        if from_finalize and state.pending_ms > 0:
+            await asyncio.sleep(DEEPGRAM_FINAL_SECS)
+        await super()._final(sender, state, session, from_finalize=from_finalize, speech_final=speech_final)
+
+
+class PacedOpenAI(FakeOpenAI):
+    """Chat answers start after the TTFT and stream at the published token rate."""
+
+    async def stream(self, request, chunks, content_type, status=200, headers=None):  # type: ignore[no-untyped-def]
+        if request.path.endswith("chat/completions"):
+            chunks = self._paced(list(chunks))
+        return await super().stream(request, chunks, content_type, status, headers)
+
+    @staticmethod
+    async def _paced(chunks):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(LLM_TTFT_SECS)
+        for i, chunk in enumerate(chunks):
+            if i > 1:
+                await asyncio.sleep(1 / LLM_TOKENS_PER_SEC)
+            yield chunk
+
+
+class FlashElevenLabs(FakeElevenLabs):
+    async def _generate(self, sender, sock, ctx, text, fmt):  # type: ignore[no-untyped-def]
+        if text.strip():
+            await asyncio.sleep(TTS_FIRST_AUDIO_SECS)
+        await super()._generate(sender, sock, ctx, text, fmt)
+
+
+class Fakes:
+    def __init__(self) -> None:
+        self.deepgram = SlowDeepgram([HEARD] * 500, interim_every_ms=None)
+        self.openai = PacedOpenAI()
+        self.openai.fallback = ChatReply(text=ANSWER)
+        self.anthropic = FakeAnthropic()
+        self.anthropic.fallback = MessageReply(text=ANSWER)
+        self.elevenlabs = FlashElevenLabs()
+        self.all = [self.deepgram, self.openai, self.anthropic, self.elevenlabs]
+
+    async def start(self) -> None:
+        for f in self.all:
+            await f.start()
+
+    async def stop(self) -> None:
+        for f in self.all:
+            await f.stop()
+
+
+def spec(f: Fakes, chain: bool):  # type: ignore[no-untyped-def]
+    stt = {"provider": "deepgram", "base_url": f.deepgram.url}
+    llm = {"provider": "openai", "model": "gpt-4.1-mini", "base_url": f"{f.openai.url}/v1"}
+    tts = {"provider": "elevenlabs", "voice": VOICE, "base_url": f.elevenlabs.url}
+    if chain:
+        stt = [stt, {"provider": "openai", "base_url": f"{f.openai.url}/v1"}]
+        llm = [llm, {"provider": "anthropic", "base_url": f.anthropic.url}]
+        tts = [tts, {"provider": "openai", "base_url": f"{f.openai.url}/v1"}]
+    return parse_spec({
+        "name": "bench", "prompt": "You answer briefly.", "stt": stt, "llm": llm, "tts": tts,
+        "turn": {"strategy": "silence", "stop_secs": 0.3}, "vad": {"stop_secs": 0.2},
+        "idle": {"reprompt_after_secs": 600},
+    })
+
+
+def bare_services(f: Fakes) -> Services:
+    """The same Pipecat services, built by hand: nothing of voxline's."""
+    from pipecat.services.deepgram.stt import DeepgramSTTService
+    from pipecat.services.elevenlabs.tts import ElevenLabsTTSService
+    from pipecat.services.openai.llm import OpenAILLMService
+
+    return Services(
+        stt=DeepgramSTTService(api_key=KEYS["DEEPGRAM_API_KEY"], base_url=f.deepgram.url),
+        llm=OpenAILLMService(api_key=KEYS["OPENAI_API_KEY"], base_url=f"{f.openai.url}/v1",
+                             settings=OpenAILLMService.Settings(model="gpt-4.1-mini")),
+        tts=ElevenLabsTTSService(api_key=KEYS["ELEVENLABS_API_KEY"], url=f.elevenlabs.ws_url,
+                                 settings=ElevenLabsTTSService.Settings(voice=VOICE)),
+    )
+
+
+async def start(kind: str, f: Fakes, line: CallerLine):  # type: ignore[no-untyped-def]
+    if kind != "bare":
+        session = CallSession(spec(f, kind == "voxline_chain"), SimulatedTransport(line),
+                              audio_in_sample_rate=RATE, audio_out_sample_rate=RATE)
+        return asyncio.create_task(session.run()), session
+    the_spec = spec(f, False)
+    transport, services = SimulatedTransport(line), bare_services(f)
+    aggregators = LLMContextAggregatorPair(
+        LLMContext(messages=[{"role": "system", "content": the_spec.system_prompt}]),
+        user_params=LLMUserAggregatorParams(vad_analyzer=vad_analyzer(the_spec),
+                                            user_turn_strategies=turn_strategies(the_spec)),
+    )
+    pipeline = Pipeline([transport.input(), services.stt, aggregators.user(), services.llm,
+                         services.tts, transport.output(), aggregators.assistant()])
+    worker = PipelineWorker(pipeline, params=PipelineParams(
+        audio_in_sample_rate=RATE, audio_out_sample_rate=RATE, enable_metrics=True,
+        enable_usage_metrics=True), idle_timeout_secs=None, enable_rtvi=False)
+    runner = WorkerRunner(handle_sigint=False, check_dangling_tasks=False)
+
+    async def run() -> None:
+        await runner.add_workers(worker)
+        await runner.run()
+
+    return asyncio.create_task(run()), worker
+
+
+async def one_call(kind: str, f: Fakes, speech: bytes, turns: int) -> list[float]:
+    line = CallerLine(sample_rate=RATE)
+    task, handle = await start(kind, f, line)
+    await asyncio.sleep(1.5)
+    samples = []
+    for _ in range(turns):
+        await line.say(speech).wait()
+        spoke_at = line.last_speech_sent_at
+        deadline, first = time.monotonic() + 10, None
+        while first is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+            first = line.first_speech_after(spoke_at)
+        if first is not None:
+            samples.append((first - spoke_at) * 1000)
+        await asyncio.sleep(3.5)  # the answer plays out (~3 s of audio)
+    if kind == "bare":
+        await handle.cancel()
+    else:
+        await handle.end("benchmark_done", now=True)
+    await asyncio.wait_for(task, 15)
+    return samples
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"n": len(values), "p50": round(statistics.median(values), 1),
+            "p95": round(pick(0.95), 1), "mean": round(statistics.fmean(values), 1)}
+
+
+async def main(calls: int, turns: int) -> dict:
+    logger.remove()
+    logger.add(sys.stderr, level="CRITICAL")
+    os.environ.update(KEYS)
+    speech = bytes(int(RATE * 0.3) * 2) + synthesize(HEARD, RATE)
+    fakes = Fakes()
+    await fakes.start()
+    kinds = ["voxline", "voxline_chain", "bare"]
+    v2v: dict[str, list[float]] = {k: [] for k in kinds}
+    try:
+        for i in range(calls):
+            for kind in kinds[i % 3:] + kinds[:i % 3]:
+                v2v[kind] += await one_call(kind, fakes, speech, turns)
+    finally:
+        await fakes.stop()
+    stats = {k: summary(xs) for k, xs in v2v.items()}
+    vox, chain, bare = (stats[k]["p50"] for k in kinds)
+    return {
+        "benchmark": "cloud_latency",
+        "cascade": "deepgram nova-3 -> openai gpt-4.1-mini -> elevenlabs flash v2.5 (loopback fakes)",
+        "injected_ms": {"deepgram_final_after_finalize": DEEPGRAM_FINAL_SECS * 1000,
+                        "llm_ttft": LLM_TTFT_SECS * 1000, "llm_tokens_per_sec": LLM_TOKENS_PER_SEC,
+                        "tts_first_audio": TTS_FIRST_AUDIO_SECS * 1000,
+                        "per_turn_to_first_audio": round(INJECTED_MS, 1)},
+        "fixed_turn_taking_ms": {"vad_stop": 200, "turn_stop": 300},
+        "voice_to_voice_ms": stats,
+        "ratio_p50": {"voxline_vs_bare": round(vox / bare, 3), "voxline_chain_vs_bare": round(chain / bare, 3)},
+        "added_by_voxline_ms_p50": round(vox - bare, 1),
+        "added_by_failover_chain_ms_p50": round(chain - vox, 1),
+        # Voice-to-voice less the injected vendor latencies: turn-taking (VAD stop, turn
+        # stop, which the Deepgram final overlaps) plus what each pipeline itself costs.
+        "not_vendor_ms_p50": {k: round(stats[k]["p50"] - INJECTED_MS, 1) for k in kinds},
+        "voxline_share_of_voice_to_voice": round((vox - bare) / vox, 4),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=4)
+    parser.add_argument("--turns", type=int, default=5)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(main(args.calls, args.turns))))
