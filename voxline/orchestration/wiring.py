@@ -40,7 +40,11 @@ def _each_agent(session: Any) -> list[tuple[AgentSpec, Any, list[FunctionSchema]
 
 def wire_builtins(session: Any, *, host: Any = None, line: Any = None, channel: str = "sim") -> None:
     """Register the orchestration built-ins each agent of ``session`` lists."""
+    from voxline.integrations.tools.mcp import wire_mcp
     from voxline.orchestration import builtins
+
+    if any(spec.mcp for spec, _, _ in _each_agent(session)):
+        wire_mcp(session)  # once per session: connected when the pipeline starts
 
     advertised_now: list[FunctionSchema] = []
     for spec, llm, schema in _each_agent(session):
