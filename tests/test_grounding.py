@@ -212,3 +212,42 @@ async def test_the_local_model_never_books_without_the_tool(monkeypatch, tmp_pat
         assert "Tom" not in turn.agent_said, turn
         if "book_table" not in tools:
             assert "booked" not in turn.agent_said.lower().replace("booked anything yet", ""), turn
+
+
+# --- tool arguments from the local model ------------------------------------------------
+
+BOOK_SCHEMA = {"type": "object", "required": ["name", "party_size", "day", "time"], "properties": {
+    "name": {"type": "string"}, "party_size": {"type": "integer"}, "day": {"type": "string"},
+    "time": {"type": "string"}, "restaurant": {"type": "string"}}}
+
+
+def test_arguments_are_checked_against_the_schema():
+    from voxline.integrations.providers.local.llama_arguments import parse_arguments
+
+    good = '{"name": "Ben", "party_size": 2, "day": "tomorrow", "time": "9 pm"}}\n</tool_call>'
+    assert parse_arguments(good, BOOK_SCHEMA) == {"name": "Ben", "party_size": 2, "day": "tomorrow", "time": "9 pm"}
+    assert parse_arguments('{"name": "Ben", "party_size": "two", "day": "x", "time": "y"}', BOOK_SCHEMA) is None
+    assert parse_arguments('{"name": "Ben"}', BOOK_SCHEMA) is None  # required ones missing
+    assert parse_arguments('{"name": "Ben", "party_size": 2, "day": "x", "time": "y", "vip": true}',
+                           BOOK_SCHEMA) is None
+    assert parse_arguments('{"name": "Ben", ', BOOK_SCHEMA) is None
+
+
+def test_required_arguments_the_caller_never_said_are_asked_for():
+    from voxline.integrations.providers.local.llama_arguments import ask_for, respell, ungrounded
+
+    said = "I'd like a table for five on Friday evening at seven."
+    invented = {"name": "John", "party_size": 5, "day": "friday", "time": "7 pm"}
+    assert ungrounded(invented, BOOK_SCHEMA, said) == ["name"]
+    assert ask_for(["name"]) == "Sure. Could you tell me the name, please?"
+    assert ask_for(["day", "time"]) == "Sure. Could you tell me the day and the time, please?"
+    assert ungrounded({"name": "Nina", "party_size": 2, "day": "tomorrow evening", "time": "7:30 pm"},
+                      BOOK_SCHEMA, "Two at half past seven tomorrow evening for Nina.") == []
+    assert respell({"name": "Kawski, K-O-W-A-L-S-K-I"}) == {"name": "Kowalski"}
+    assert respell({"name": "Priya, P R I Y A"}) == {"name": "Priya"}
+
+
+async def test_an_example_name_in_a_goodbye_the_model_wrote_is_left_out():
+    checker, log = await _checker("That's all, goodbye!")
+    log.tool_call(ToolCallRecord("end_call", {"goodbye": "Goodbye, Tom!"}, "ended"))
+    assert checker.example("Goodbye, Tom!").rewrite == "Goodbye!"

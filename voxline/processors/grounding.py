@@ -210,7 +210,8 @@ class GroundingChecker:
 
     def _known_text(self) -> str:
         said = " ".join(t.user_text for t in self._log.turns)
-        tools = " ".join(json.dumps([c.arguments, c.result], default=str) for _, c in self._calls())
+        # Results, not arguments: the model writes arguments (a goodbye "Goodbye, Tom!").
+        tools = " ".join(json.dumps(c.result, default=str) for _, c in self._calls())
         return _norm(f"{self._static_known} {said} {tools}")
 
     @staticmethod

@@ -30,7 +30,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
 from voxline.integrations.providers.local import shared
-from voxline.integrations.providers.local.llama_arguments import ask_for, parse_arguments, ungrounded
+from voxline.integrations.providers.local.llama_arguments import ask_for, parse_arguments, respell, ungrounded
 from voxline.integrations.providers.local.llama_model import LoadedLlama, Snapshot
 from voxline.integrations.providers.local.llama_prompt import (
     END,
@@ -258,7 +258,7 @@ class LlamaCppLLMService(OpenAILLMService):
             decision = out["choices"][0]["text"].rstrip('"')
         if decision != NO_TOOL and decision in schemas:
             schema = schemas[decision]
-            arguments = LlamaCppLLMService._arguments(model, f'{prompt}{decision}", "arguments": ', schema)
+            arguments = respell(LlamaCppLLMService._arguments(model, f'{prompt}{decision}", "arguments": ', schema))
             missing = ungrounded(arguments, schema, said) if said is not None else []
             if not missing:
                 emit("tool", (decision, json.dumps(arguments)))

@@ -49,6 +49,26 @@ def parse_arguments(text: str, schema: dict[str, Any]) -> dict[str, Any] | None:
     return value
 
 
+_SPELLED = re.compile(r"(?<![A-Za-z])(?:[A-Za-z](?:[\s.,-]+|$)){3,}")
+
+
+def respell(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A name the caller spelled out ("Kawski, K-O-W-A-L-S-K-I") is the spelled one."""
+    out = dict(arguments)
+    for key, value in arguments.items():
+        if isinstance(value, str) and (m := _SPELLED.search(value)):
+            letters = re.sub(r"[^A-Za-z]", "", m.group(0))
+            rest = (value[: m.start()] + value[m.end():]).strip(" ,.-")
+            words = rest.split()
+            # "Priya P R I Y A" or "Kawski, K-O-W-A-L-S-K-I": the spelling replaces the word it spells
+            if words and words[-1][:1].lower() == letters[:1].lower():
+                words[-1] = letters.capitalize()
+            else:
+                words.append(letters.capitalize())
+            out[key] = " ".join(words)
+    return out
+
+
 def _tokens(text: str) -> set[str]:
     words = re.findall(r"[a-z0-9']+", text.lower().replace(":", " "))
     return {_NUMBERS.get(w, w).removesuffix("'s") for w in words} - _FILLER
