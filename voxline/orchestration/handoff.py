@@ -34,6 +34,7 @@ in the call's path for up to 5 s, where ours is built from the record at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -225,7 +226,8 @@ class Team:
             spec = member.spec
             if name != self.entry:  # the builder registered the entry's tools on every member
                 for stale in entry_names - {t.name for t in spec.tools}:
-                    member.llm.unregister_function(stale)
+                    with contextlib.suppress(KeyError):  # built-ins are registered later
+                        member.llm.unregister_function(stale)
                 schema = register_tools(spec, member.llm, log_)
             else:
                 schema = session.context.tools

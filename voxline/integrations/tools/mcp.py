@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -27,25 +29,29 @@ from voxline.spec import ToolSpec
 log = logging.getLogger("voxline.tools")
 
 
-def server_params(source: MCPTools) -> Any:
+def server_params(source: MCPTools, base_dir: Any = None) -> Any:
+    """stdio runs ``command`` in the spec's folder; ``python`` is the interpreter voxline runs on."""
     require("mcp", "mcp")
     from mcp import StdioServerParameters
     from mcp.client.session_group import StreamableHttpParameters
 
     server = source.mcp
     if server.command is not None:
-        return StdioServerParameters(command=server.command, args=list(server.args), env=server.env or None)
+        command = sys.executable if server.command in ("python", "python3") else server.command
+        env = {**os.environ, **server.env} if server.env else None
+        return StdioServerParameters(command=command, args=list(server.args), env=env,
+                                     cwd=str(base_dir) if base_dir is not None else None)
     return StreamableHttpParameters(url=server.url or "", headers=server.headers or None)
 
 
 class MCPToolbox:
     """One MCP server's tools for one call."""
 
-    def __init__(self, source: MCPTools) -> None:
+    def __init__(self, source: MCPTools, base_dir: Any = None) -> None:
         from pipecat.services.mcp_service import MCPClient
 
         self.source = source
-        self.client = MCPClient(server_params(source), tools_filter=source.only)
+        self.client = MCPClient(server_params(source, base_dir), tools_filter=source.only)
         self.schemas: list[FunctionSchema] = []
         self._handlers: dict[str, Any] = {}
 
@@ -117,7 +123,7 @@ def wire_mcp(session: Any) -> None:
 
         for spec, llm, schema in agents:
             for source in spec.mcp:
-                box = MCPToolbox(source)
+                box = MCPToolbox(source, spec.base_dir)
                 boxes.append(box)
                 try:
                     found = await box.open()
