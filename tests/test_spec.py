@@ -89,7 +89,7 @@ def test_python_api_builds_the_same_agent_without_yaml():
         tools=[ToolSpec(name=t.name, handler=t.handler, timeout_secs=t.timeout_secs) for t in from_yaml.tools],
         stt=from_yaml.stt, llm=from_yaml.llm, tts=from_yaml.tts, turn=from_yaml.turn,
         vad=from_yaml.vad, idle=from_yaml.idle, limits=from_yaml.limits,
-        examples=from_yaml.examples, base_dir=from_yaml.base_dir,
+        examples=from_yaml.examples, guardrails=from_yaml.guardrails, base_dir=from_yaml.base_dir,
     )
     assert built == from_yaml
 
