@@ -243,6 +243,8 @@ def test_required_arguments_the_caller_never_said_are_asked_for():
     assert ask_for(["day", "time"]) == "Sure. Could you tell me the day and the time, please?"
     assert ungrounded({"name": "Nina", "party_size": 2, "day": "tomorrow evening", "time": "7:30 pm"},
                       BOOK_SCHEMA, "Two at half past seven tomorrow evening for Nina.") == []
+    assert ungrounded({"name": "Sofia", "party_size": 4, "day": "next tuesday", "time": "7 pm"},
+                      BOOK_SCHEMA, "I'd like a table for four next Tuesday at 7pm. named Sofia.") == []
     assert respell({"name": "Kawski, K-O-W-A-L-S-K-I"}) == {"name": "Kowalski"}
     assert respell({"name": "Priya, P R I Y A"}) == {"name": "Priya"}
 

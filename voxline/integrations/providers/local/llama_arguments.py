@@ -70,7 +70,8 @@ def respell(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tokens(text: str) -> set[str]:
-    words = re.findall(r"[a-z0-9']+", text.lower().replace(":", " "))
+    text = re.sub(r"(?<=\d)(?=[a-z])|(?<=[a-z])(?=\d)", " ", text.lower().replace(":", " "))  # 7pm → 7 pm
+    words = re.findall(r"[a-z0-9']+", text)
     return {_NUMBERS.get(w, w).removesuffix("'s") for w in words} - _FILLER
 
 
