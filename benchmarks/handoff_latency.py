@@ -1,0 +1,146 @@
+"""Handoff latency: the caller's last word -> the first word of the new agent, against an
+ordinary turn of the same call.
+
+One simulated call alternates ordinary turns and handoffs between two agents (front
+desk -> bookings -> front desk ...), so both kinds of turn share the machine's noise.
+Voice-to-voice is measured at the caller's ear by the simulator (end of the caller's
+speech -> first agent audio). Handoffs have no spoken bridge here, so the first audio
+of a handoff turn *is* the new agent's first word.
+
+- ``--llm fake`` (default): both agents on a fake OpenAI API on loopback that answers at
+  once; the difference is what a handoff costs the framework (the choice, the context
+  rebuilt, the services switched, the second LLM request).
+- ``--llm local``: both agents on the local llama.cpp model, with their prompt prefixes
+  warmed at call start; a handoff also costs the model's decision and the evaluation of
+  the carried conversation by the incoming agent. Turns where the small model did not
+  make the expected choice are counted and left out.
+
+STT is scripted and TTS is espeak-ng in both modes, the same for both kinds of turn.
+
+    python benchmarks/handoff_latency.py [--llm fake|local] [--rounds 4]
+
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from loguru import logger
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.fakes.openai_chat import FakeOpenAIChat, Reply  # noqa: E402
+from tests.fakes.scripted import ScriptedSTT  # noqa: E402
+from tests.fakes.twilio_loopback import serve  # noqa: E402
+from voxline.integrations.providers.local.espeak import EspeakTTSService  # noqa: E402
+from voxline.integrations.providers.registry import build_llm  # noqa: E402
+from voxline.orchestration.handoff import Team  # noqa: E402
+from voxline.pipelines.builder import Services  # noqa: E402
+from voxline.pipelines.scenario import Scenario, Turn  # noqa: E402
+from voxline.pipelines.simulate import Simulation  # noqa: E402
+from voxline.spec import parse_spec  # noqa: E402
+
+# (what the caller says, kind, which agent should answer)
+ROUND = [
+    ("When do you open", "ordinary", "front-desk"),
+    ("I would like to book a table", "handoff", "bookings"),
+    ("It is for two people", "ordinary", "bookings"),
+    ("Actually I have a question about parking", "handoff", "front-desk"),
+]
+
+
+def _agents(llm: dict) -> dict:
+    common = {"stt": {"provider": "whisper"}, "tts": {"provider": "espeak"}, "llm": llm,
+              "turn": {"strategy": "silence", "stop_secs": 0.3}, "vad": {"stop_secs": 0.2},
+              "idle": {"reprompt_after_secs": 60}, "guardrails": {"grounding": False}}
+    front = parse_spec({**common, "name": "front-desk", "greeting": "Front desk.",
+                        "prompt": "You are the front desk of a restaurant. It opens at noon and has free "
+                                  "parking in the garage. Pass booking requests to the bookings desk. "
+                                  "Answer in one short sentence.",
+                        "handoffs": [{"agent": "bookings", "when": "the caller wants to book a table"}],
+                        "examples": [{"caller": "I'd like a table", "call": {"transfer_to_bookings": {}}},
+                                     {"caller": "When do you close?", "say": "We close at eleven pm."}]})
+    bookings = parse_spec({**common, "name": "bookings",
+                           "prompt": "You are the bookings desk. Ask for the party size, day and time. "
+                                     "Pass any other question to the front desk. Answer in one short sentence.",
+                           "handoffs": [{"agent": "front-desk", "when": "the caller asks anything but a booking"}],
+                           "examples": [{"caller": "Where can I park?", "call": {"transfer_to_front_desk": {}}},
+                                        {"caller": "It's for four", "say": "Four people, lovely. Which day and time?"}]})
+    return {"front-desk": front, "bookings": bookings}
+
+
+def _fake_replies(rounds: int) -> list[Reply]:
+    replies = []
+    for _ in range(rounds):
+        replies += [Reply(text="We open at noon."),
+                    Reply(tool="transfer_to_bookings"), Reply(text="Sure, for how many people?"),
+                    Reply(text="Two people, lovely. Which day?"),
+                    Reply(tool="transfer_to_front_desk"), Reply(text="There is free parking in the garage.")]
+    return replies
+
+
+async def run(mode: str, rounds: int) -> dict:
+    said = [text for _ in range(rounds) for text, _, _ in ROUND]
+    fake = FakeOpenAIChat(replies=_fake_replies(rounds))
+    async with serve(fake.app()) as url:
+        if mode == "fake":
+            llm = {"provider": "openai_compatible", "base_url": f"{url}/v1", "model": "fake-model"}
+        else:
+            llm = {"provider": "llama", "temperature": 0.0, "max_tokens": 40}
+        agents = _agents(llm)
+        stt = ScriptedSTT(said)
+        team = Team.build(agents["front-desk"], agents, lambda spec: Services(
+            stt=stt, llm=build_llm(spec.llm, max_tool_calls_per_turn=2),
+            tts=EspeakTTSService(voice="en-us" if spec.name == "front-desk" else "en-gb")))
+        scenario = Scenario(agent=Path("front-desk.yaml"), answer_timeout_secs=60,
+                            turns=[Turn(say=s) for s in said])
+        sim = Simulation(scenario, spec=agents["front-desk"], listen=False, session_kwargs={"team": team})
+        report = await sim.run()
+    by_kind: dict[str, list[float]] = {"ordinary": [], "handoff": []}
+    missed = 0
+    for i, turn in enumerate(report.turns):
+        _, kind, expected = ROUND[i % len(ROUND)]
+        v2v = turn.latency_ms.get("voice_to_voice")
+        handed = any(c["name"].startswith("transfer_to") for c in turn.tool_calls)
+        if turn.agent != expected or (kind == "handoff") != handed or v2v is None:
+            missed += 1
+            continue
+        by_kind[kind].append(v2v)
+
+    def stats(xs: list[float]) -> dict:
+        if not xs:
+            return {"n": 0}
+        return {"n": len(xs), "p50_ms": round(statistics.median(xs), 1), "mean_ms": round(statistics.fmean(xs), 1),
+                "max_ms": round(max(xs), 1)}
+
+    out = {"benchmark": "handoff_latency", "llm": mode, "rounds": rounds,
+           "ordinary": stats(by_kind["ordinary"]), "handoff": stats(by_kind["handoff"]),
+           "turns_left_out": missed, "target_extra_ms": 300}
+    if by_kind["ordinary"] and by_kind["handoff"]:
+        out["extra_p50_ms"] = round(out["handoff"]["p50_ms"] - out["ordinary"]["p50_ms"], 1)
+        out["extra_mean_ms"] = round(out["handoff"]["mean_ms"] - out["ordinary"]["mean_ms"], 1)
+        out["within_target"] = out["extra_p50_ms"] <= 300
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--llm", choices=["fake", "local"], default="fake")
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    logger.remove()
+    os.environ.setdefault("OPENAI_API_KEY", "benchmark")
+    os.environ.setdefault("RESTAURANT_BOOKINGS", str(Path(tempfile.mkdtemp()) / "bookings.json"))
+    print(json.dumps(asyncio.run(run(args.llm, max(1, args.rounds)))))
+
+
+if __name__ == "__main__":
+    main()
