@@ -73,7 +73,7 @@ def _agents(llm: dict) -> dict:
                                      "Pass any other question to the front desk. Answer in one short sentence.",
                            "handoffs": [{"agent": "front-desk", "when": "the caller asks anything but a booking"}],
                            "examples": [{"caller": "Where can I park?", "call": {"transfer_to_front_desk": {}}},
-                                        {"caller": "It's for four", "say": "Four people, lovely. Which day and time?"}]})
+                                        {"caller": "It's for four", "say": "Four, lovely. Which day and time?"}]})
     return {"front-desk": front, "bookings": bookings}
 
 

@@ -69,7 +69,8 @@ async def test_tenant_filtered_search_on_pgvector_finds_k_rows_of_a_small_tenant
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         for t in range(6):
             rows = vectors[t * 1000:(t + 1) * 1000]
-            await kb.replace_source(f"big{t}", "kb", "doc", "x", [Chunk("doc", i, f"big {i}") for i in range(1000)], rows)
+            chunks = [Chunk("doc", i, f"big {i}") for i in range(1000)]
+            await kb.replace_source(f"big{t}", "kb", "doc", "x", chunks, rows)
         small = vectors[6000:]
         await kb.replace_source("small", "kb", "doc", "x", [Chunk("doc", i, f"small {i}") for i in range(20)], small)
         query = rng.normal(size=384).astype(np.float32)
