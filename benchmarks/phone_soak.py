@@ -168,6 +168,7 @@ def call_stats(timings: list[kit.CallTiming]) -> dict[str, object]:
     errors = sorted({t.error for t in timings if t.error})
     return {
         "completed": len(ok), "failed": len(timings) - len(ok),
+        "talked_over": sum(t.talked_over for t in timings),
         "webhook_ms": {"p50": kit.percentile(webhook, 50), "p99": kit.percentile(webhook, 99)},
         "start_to_greeting_ms": {"p50": kit.percentile(greet, 50), "p99": kit.percentile(greet, 99)},
         "question_end_to_answer_ms": {"p50": kit.percentile(answer, 50), "p99": kit.percentile(answer, 99)},
@@ -184,6 +185,7 @@ def slope(ys: list[float]) -> float | None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
+    load_before = os.getloadavg()
     question = kit.clip(args.question)
     work = Path(tempfile.mkdtemp(prefix="voxline-soak-"))
     llm = kit.fake_llm()
@@ -274,7 +276,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                   "turn": "smart_turn" if args.smart_turn else "silence 0.4 s",
                   "llm": "openai_compatible -> fake OpenAI chat on loopback",
                   "question": f"{question.name} ({question.secs:.1f} s, 8 kHz)"},
-        "machine": {"cpus": os.cpu_count()},
+        # Other work on the machine shows in every latency: the load averages say how much.
+        "machine": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "server": {"startup_secs": round(up_secs, 1), "alive_at_end": server_alive,
                    "calls_still_active_after_hangup": not_idle},
         "rss_mb": {

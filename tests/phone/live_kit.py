@@ -10,11 +10,13 @@ import asyncio
 import functools
 import json
 import re
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import soundfile as sf
 import soxr
@@ -23,6 +25,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from twilio.request_validator import RequestValidator
 
 from tests.fakes.openai_chat import FakeOpenAIChat, Reply
 from tests.fakes.twilio_media import FakeTwilioCall
@@ -166,6 +169,9 @@ class CallTiming:
     greeting_ms: float | None = None  # stream `start` -> first greeting audio
     answer_ms: float | None = None  # end of the caller's question -> first answer audio
     answer_from_start_ms: float | None = None  # stream `start` -> first answer audio
+    # Agent audio arrived while the caller was asking (the greeting's tail after a stall
+    # longer than the quiet window, or an answer to half the question).
+    talked_over: bool = False
     error: str | None = None
 
     @property
@@ -194,10 +200,24 @@ def _quiet_for(call: FakeTwilioCall, secs: float) -> bool:
     return len(call.played) >= received and time.monotonic() - call.media_arrivals[-1][0] >= secs
 
 
+@functools.lru_cache(maxsize=1)
+def _tls() -> ssl.SSLContext:
+    """One TLS context for the webhook clients: building one costs ~30 ms of CPU on the
+    event loop, which would show up as lag in what the tests measure."""
+    return httpx.create_ssl_context()
+
+
 async def ring(rest: FakeTwilioRest, base: str, sid: str, *, from_: str = "+15557654321",
                auth_token: str = TOKEN) -> FakeTwilioCall:
-    """Twilio's signed voice webhook, then the media-stream client its TwiML asks for."""
-    response = await rest.ring(base + "/twilio/voice", sid, from_=from_, to=NUMBER)
+    """Twilio's signed voice webhook (as FakeTwilioRest.ring sends it), then the
+    media-stream client its TwiML asks for."""
+    rest.add_inbound(sid, To=NUMBER, From=from_)
+    url = base + "/twilio/voice"
+    params = {"CallSid": sid, "AccountSid": rest.account_sid, "From": from_, "To": NUMBER,
+              "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}
+    signature = RequestValidator(rest.auth_token).compute_signature(url, params)
+    async with httpx.AsyncClient(verify=_tls(), timeout=30) as client:
+        response = await client.post(url, data=params, headers={"X-Twilio-Signature": signature})
     if response.status_code != 200:
         raise RuntimeError(f"voice webhook answered {response.status_code}: {response.text[:200]}")
     url, params = stream_of(response.text)
@@ -207,9 +227,10 @@ async def ring(rest: FakeTwilioRest, base: str, sid: str, *, from_: str = "+1555
 
 async def question_call(rest: FakeTwilioRest, base: str, question: bytes, *, sid: str | None = None,
                         from_: str = "+15557654321", timeout: float = 30.0,
-                        started: asyncio.Event | None = None) -> CallTiming:
-    """Ring, hear the greeting out, ask ``question`` (8 kHz PCM), wait for the first
-    audio of the answer, hang up (`stop`). Never raises: failures are in ``error``."""
+                        greeting_quiet: float = 0.8) -> CallTiming:
+    """Ring, hear the greeting out (no agent audio for ``greeting_quiet`` s), ask
+    ``question`` (8 kHz PCM), wait for the first audio of the answer after the question,
+    hang up (`stop`). Never raises: failures are in ``error``."""
     timing = CallTiming(sid or new_sid())
     call: FakeTwilioCall | None = None
     try:
@@ -217,22 +238,26 @@ async def question_call(rest: FakeTwilioRest, base: str, question: bytes, *, sid
         call = await ring(rest, base, timing.sid, from_=from_)
         timing.webhook_ms = (time.monotonic() - t0) * 1000
         await call.connect()
-        if started is not None:
-            started.set()
         if not await until(lambda: call.first_media_at is not None, timeout):
             raise TimeoutError("no greeting audio")
         assert call.first_media_at is not None and call.start_sent_at is not None
         timing.greeting_ms = (call.first_media_at - call.start_sent_at) * 1000
-        if not await until(lambda: _quiet_for(call, 0.3), timeout):
+        if not await until(lambda: _quiet_for(call, greeting_quiet), timeout):
             raise TimeoutError("the greeting did not end")
         asked = len(call.media_arrivals)
         call.say(question + silence(PAD_SECS))
         await call.wait_said(timeout)
         said_at = time.monotonic() - PAD_SECS  # the end of the speech
-        if not await until(lambda: len(call.media_arrivals) > asked, timeout):
+        timing.talked_over = len(call.media_arrivals) > asked
+
+        def answer() -> float | None:
+            return next((at for at, _ in call.media_arrivals[asked:] if at >= said_at), None)
+
+        if not await until(lambda: answer() is not None, timeout):
             raise TimeoutError("no answer audio")
-        first = call.media_arrivals[asked][0]
-        timing.answer_ms = max(0.0, first - said_at) * 1000
+        first = answer()
+        assert first is not None
+        timing.answer_ms = (first - said_at) * 1000
         timing.answer_from_start_ms = (first - call.start_sent_at) * 1000
     except Exception as e:
         timing.error = f"{type(e).__name__}: {e}"[:300]
