@@ -13,7 +13,9 @@ hangs up (`stop`).
 Phases: warm-up calls; ``--sequential`` calls one after another (server RSS sampled
 after each, from /proc/PID/status VmRSS); ``--concurrent`` calls started at once while
 ``/healthz`` is polled every 20 ms. The idle server's ``/healthz`` latency is the baseline.
-Prints one JSON object; ``targets`` says what passed.
+Prints one JSON object; ``targets`` says what passed. A caller asks once no agent
+audio arrived for 0.8 s; ``talked_over`` counts calls where agent audio still arrived
+while it asked (a stalled greeting), and their answer is timed from the question's end.
 
 The server's event-loop lag cannot be read from outside the process; ``/healthz``
 latency is its proxy (an event loop that stalls answers late). The benchmark's own
