@@ -95,6 +95,12 @@ class TTSBlock(ProviderBlock):
     provider: str = "piper"
 
 
+class RealtimeBlock(ProviderBlock):
+    """The speech-to-speech model of ``engine: realtime`` (audio in, audio out)."""
+
+    provider: str = "openai"
+
+
 class VADSettings(_Strict):
     confidence: float = Field(0.7, gt=0, lt=1)
     start_secs: float = Field(0.2, ge=0)
@@ -222,6 +228,9 @@ class AgentSpec(_Strict):
     stt: STTBlock = Field(default_factory=STTBlock)
     llm: LLMBlock = Field(default_factory=LLMBlock)
     tts: TTSBlock = Field(default_factory=TTSBlock)
+    # cascade: STT -> LLM -> TTS; realtime: one speech-to-speech model (the realtime block).
+    engine: Literal["cascade", "realtime"] = "cascade"
+    realtime: RealtimeBlock = Field(default_factory=RealtimeBlock)
     stt_fallbacks: list[STTBlock] = Field(default_factory=list)
     llm_fallbacks: list[LLMBlock] = Field(default_factory=list)
     tts_fallbacks: list[TTSBlock] = Field(default_factory=list)

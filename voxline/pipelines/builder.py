@@ -33,7 +33,7 @@ from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from voxline.integrations.providers.local.silero import SharedSileroVADAnalyzer
-from voxline.integrations.providers.registry import build_chain
+from voxline.integrations.providers.registry import build_chain, build_realtime
 from voxline.integrations.tools.loader import load_tools
 from voxline.integrations.tools.runtime import (
     make_end_call_handler,
@@ -43,6 +43,7 @@ from voxline.integrations.tools.runtime import (
 from voxline.processors.answer_guard import AnswerGuard
 from voxline.processors.call_log import CallLog
 from voxline.processors.grounding import GroundingGuard
+from voxline.processors.realtime import RealtimeOpening, opening_instruction
 from voxline.processors.speech_text import apply_stt_hints, use_speakable
 from voxline.spec import AgentSpec
 
@@ -61,14 +62,18 @@ class Services:
     From a spec, a stage given as a list of blocks is a failover chain (one processor
     that tries its providers in order; see integrations/providers/failover)."""
 
-    stt: FrameProcessor
-    llm: Any  # an LLMService, or a chain of them with the same function-registration API
-    tts: FrameProcessor
+    stt: FrameProcessor | None  # None with ``engine: realtime``
+    llm: Any  # an LLMService, a chain of them (same function-registration API), or a realtime model
+    tts: FrameProcessor | None
 
     @classmethod
     def from_spec(cls, spec: AgentSpec, *, sample_rate: int | None = None) -> Services:
         """Light per-call services over the process's loaded models. ``sample_rate``: the
         rate of the call's input audio (8000 on a phone line); None takes the pipeline's."""
+        if spec.engine == "realtime":
+            return cls(stt=None, tts=None, llm=build_realtime(
+                spec.realtime, max_tool_calls_per_turn=spec.limits.max_tool_calls_per_turn,
+                language=spec.language))
         return cls(
             stt=build_chain("stt", spec.chain("stt"), language=spec.language, sample_rate=sample_rate),
             llm=build_chain("llm", spec.chain("llm"),
@@ -173,6 +178,17 @@ def build_pipeline(
             user_idle_timeout=spec.idle.reprompt_after_secs,
         ),
     )
+    if spec.engine == "realtime":
+        log.realtime = True  # meter the audio to and from the model
+        # One speech-to-speech model: the caller's audio goes in, the agent's comes out;
+        # voxline's VAD and turn strategy decide the turns (see providers/openai.py).
+        context.add_message({"role": "system", "content": opening_instruction(spec.greeting)})
+        return Pipeline([
+            transport.input(), RealtimeOpening(), *ext.before_stt, *ext.before_llm, aggregators.user(),
+            services.llm,
+            *ext.after_llm, *ext.before_output, transport.output(), *ext.after_output,
+            aggregators.assistant(),
+        ]), aggregators
     apply_stt_hints(spec, services.stt)
     use_speakable(services.tts)  # times, money, numbers in words; the context keeps the text
     grounding = (

@@ -30,6 +30,7 @@ from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
     FunctionCallInProgressFrame,
+    InputAudioRawFrame,
     InterruptionFrame,
     LLMContextFrame,
     LLMFullResponseEndFrame,
@@ -48,6 +49,7 @@ from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.services.llm_service import LLMService
 from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
+from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_output import BaseOutputTransport
 
 from voxline.integrations.providers.failover.core import FailoverFrame
@@ -112,6 +114,9 @@ class CallLog(BaseObserver):
         self._awaiting_turn = False
         self._pending_failovers: list[dict[str, Any]] = []  # STT switches, for the caller's turn
         self._in_utterance = False  # from the caller's speech start until their turn opens
+        # engine: realtime — audio to and from the speech-to-speech model is metered
+        # (realtime_audio_secs): what the caller sent counts for the turn it opens.
+        self.realtime = False
         self._pending_usage: dict[str, float] = {}
         self._waiting_failovers: dict[str, list[dict[str, Any]]] = {}  # stage -> switches between turns
         self._pending_providers: dict[str, dict[str, Any]] = {}
@@ -136,6 +141,13 @@ class CallLog(BaseObserver):
             self._played(frame, now)
         if not data.first_push:
             return  # a frame is pushed again by every processor that passes it on
+        if self.realtime and isinstance(frame, InputAudioRawFrame | TTSAudioRawFrame):
+            self._meter_realtime(frame, src)
+        elif self.realtime and isinstance(frame, TranscriptionFrame) and \
+                getattr(src, "voxline_stage", None) == "realtime":
+            # The model transcribes the caller after their turn has ended: the words
+            # belong to that turn.
+            self.current.user_text = f"{self.current.user_text} {frame.text}".strip()
         if isinstance(frame, VADUserStartedSpeakingFrame):
             self._marks.clear()  # a new utterance: earlier unfinished measurements are void
             self._in_utterance = True
@@ -191,6 +203,16 @@ class CallLog(BaseObserver):
                         self._record_failover(self.current, event)
                 add_usage(self.current.usage, self.current.providers, frame, src, self._served(self.current))
 
+    def _meter_realtime(self, frame: InputAudioRawFrame | TTSAudioRawFrame, src: object) -> None:
+        secs = len(frame.audio) / (2 * frame.sample_rate * frame.num_channels)
+        if isinstance(frame, InputAudioRawFrame) and isinstance(src, BaseInputTransport):
+            target = self._pending_usage
+        elif isinstance(frame, TTSAudioRawFrame) and getattr(src, "voxline_stage", None) == "realtime":
+            target = self.current.usage
+        else:
+            return
+        target["realtime_audio_secs"] = target.get("realtime_audio_secs", 0.0) + secs
+
     def _failover(self, frame: FailoverFrame) -> None:
         self._llm_answering.discard(id(frame.failed_service))  # its answer will never end
         event = {"stage": frame.stage, "from": frame.from_provider, "to": frame.to_provider,
@@ -223,7 +245,10 @@ class CallLog(BaseObserver):
             self.last_activity = now
         elif isinstance(frame, TTSTextFrame):
             # Released as its audio plays: what the caller was actually played, in order.
-            self.current.agent_text = f"{self.current.agent_text} {frame.text}".strip()
+            if getattr(frame, "includes_inter_frame_spaces", False):  # pieces of words (realtime)
+                self.current.agent_text = (self.current.agent_text + frame.text).lstrip()
+            else:
+                self.current.agent_text = f"{self.current.agent_text} {frame.text}".strip()
             self.last_activity = now
 
     # Called by the session from the context aggregators' events.

@@ -39,8 +39,15 @@ def add_usage(usage: dict[str, float], providers: dict[str, dict[str, Any]],
     """Add ``frame``'s usage; name the provider of each stage. ``served`` (stage ->
     provider) is who took a stage over after a failover: a late report from the
     provider it replaced still counts as usage but does not rename the stage."""
+    realtime = getattr(source, "voxline_stage", None) == "realtime"
     for data in frame.data:
-        if isinstance(data, LLMUsageMetricsData):
+        if isinstance(data, LLMUsageMetricsData) and realtime:
+            # A speech-to-speech model: priced by audio minutes (CallLog meters them);
+            # its tokens are kept for reference, unpriced.
+            stage = "realtime"
+            _add(usage, "realtime_input_tokens", data.value.prompt_tokens)
+            _add(usage, "realtime_output_tokens", data.value.completion_tokens)
+        elif isinstance(data, LLMUsageMetricsData):
             tokens, stage = data.value, "llm"
             cached = tokens.cache_read_input_tokens or 0
             _add(usage, "llm_input_tokens", max(0, tokens.prompt_tokens - cached))

@@ -146,3 +146,52 @@ async def probe_tts(block: TTSBlock) -> None:
                 pass
     except Exception as e:
         raise translate(e, provider=block.provider) from e
+
+
+# -- realtime: speech to speech ---------------------------------------------------------
+REALTIME_URL = "wss://api.openai.com/v1/realtime"
+
+
+def realtime_url(block: ProviderBlock) -> str:
+    """The Realtime websocket URL: ``base_url`` as given (``http(s)``/``ws(s)``), with
+    ``/realtime`` after the API root when it names one (``.../v1``)."""
+    from voxline.integrations.providers.common import ws_url
+
+    if not block.base_url:
+        return REALTIME_URL
+    url = ws_url(block.base_url).rstrip("/")
+    return url if url.endswith("/realtime") else f"{url}/realtime"
+
+
+def build_realtime(block: ProviderBlock, *, max_tool_calls_per_turn: int, language: str = "en") -> Any:
+    """OpenAI Realtime with voxline's turn-taking: the server's own VAD is off, so the
+    pipeline's VAD and turn strategy decide when the caller's turn ends (commit, then
+    ``response.create``) and an interruption sends ``response.cancel`` and truncates the
+    answer to what was played. The caller's words are transcribed into the record."""
+    _openai()
+    from pipecat.services.openai.realtime import events
+    from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
+
+    options = dict(block.options)
+    transcription = options.pop("transcription_model", None)
+    audio = events.AudioConfiguration(
+        input=events.AudioInput(
+            transcription=events.InputAudioTranscription(**({"model": transcription} if transcription else {}),
+                                                         language=language),
+            turn_detection=False),
+        output=events.AudioOutput(voice=block.voice) if block.voice else None,
+    )
+    service = OpenAIRealtimeLLMService(
+        api_key=_key(block), base_url=realtime_url(block),
+        settings=OpenAIRealtimeLLMService.Settings(
+            **given(block, "model"), session_properties=events.SessionProperties(audio=audio)),
+        **options,
+    )
+    service.voxline_stage = "realtime"  # its usage is priced as realtime audio minutes
+    return service
+
+
+def describe_realtime(block: ProviderBlock) -> str:
+    from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
+
+    return f"{describe(block, OpenAIRealtimeLLMService)}, voice {block.voice or 'service default'}"

@@ -32,7 +32,8 @@ from voxline.integrations.providers.local import manifest
 from voxline.integrations.providers.local_factories import DEFAULT_MODELS, model_name
 from voxline.spec import AgentSpec, LLMBlock, ProviderBlock, STTBlock, TTSBlock
 
-__all__ = ["DEFAULT_MODELS", "PROVIDERS", "Provider", "build_chain", "build_llm", "build_stt", "build_tts",
+__all__ = ["DEFAULT_MODELS", "PROVIDERS", "Provider", "build_chain", "build_llm", "build_realtime", "build_stt",
+           "build_tts",
            "check_providers", "describe_providers", "model_name"]
 
 
@@ -81,11 +82,17 @@ PROVIDERS: dict[str, Provider] = {
     "tts:openai": Provider("tts", "openai", secret="OPENAI_API_KEY", module="openai",
                            factory=openai.build_tts, describe=openai.describe_tts, probe=openai.probe_tts,
                            service="pipecat.services.openai.tts:OpenAITTSService"),
+    # engine: realtime — one speech-to-speech model instead of the cascade.
+    "realtime:openai": Provider("realtime", "openai", secret="OPENAI_API_KEY", module="openai",
+                                factory=openai.build_realtime, describe=openai.describe_realtime,
+                                service="pipecat.services.openai.realtime.llm:OpenAIRealtimeLLMService"),
 }
 
 
 def _blocks(spec: AgentSpec) -> list[tuple[str, str, ProviderBlock]]:
     """(kind, field path, block) of every block, primaries then their fallbacks in order."""
+    if getattr(spec, "engine", "cascade") == "realtime":
+        return [("realtime", "realtime", spec.realtime)]
     rows = []
     for kind in ("stt", "llm", "tts"):
         rows.append((kind, kind, getattr(spec, kind)))
@@ -166,7 +173,7 @@ def check_providers(spec: AgentSpec) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for kind, path, block in _blocks(spec):
         problems += _check_block(kind, path, block)
-    for kind in ("stt", "llm", "tts"):
+    for kind in ("stt", "llm", "tts") if spec.engine == "cascade" else ():
         seen: dict[tuple[Any, ...], int] = {}
         for i, block in enumerate(spec.chain(kind)):  # type: ignore[arg-type]
             key = (block.provider, block.model, block.base_url, block.voice)
@@ -211,6 +218,13 @@ def build_tts(block: TTSBlock) -> Any:
     factory = _provider("tts", block).factory
     assert factory is not None
     return _tag(factory(block), block)
+
+
+def build_realtime(block: ProviderBlock, *, max_tool_calls_per_turn: int, language: str = "en") -> Any:
+    """The speech-to-speech service of ``engine: realtime``."""
+    factory = _provider("realtime", block).factory
+    assert factory is not None
+    return _tag(factory(block, max_tool_calls_per_turn=max_tool_calls_per_turn, language=language), block)
 
 
 BUILDERS: dict[str, Callable[..., Any]] = {"stt": build_stt, "llm": build_llm, "tts": build_tts}

@@ -45,6 +45,13 @@ class STTFailover(FailoverService):
         self._utterance: list[InputAudioRawFrame] | None = None
         self._stop: VADUserStoppedSpeakingFrame | None = None
 
+    def set_vocabulary(self, vocabulary: str) -> None:
+        """Recognizer hints for every member that takes them."""
+        for m in self.members:
+            setter = getattr(m.service, "set_vocabulary", None)
+            if callable(setter):
+                setter(vocabulary)
+
     # -- what comes in -------------------------------------------------------------------
     async def admit(self, member: Member, frame: Frame, direction: FrameDirection) -> bool:
         if isinstance(frame, InputAudioRawFrame):

@@ -80,6 +80,17 @@ class TTSFailover(FailoverService):
         for m in members:
             m.service.add_event_handler("on_tts_request", self._on_request)
 
+    # -- what the pipeline configures on a TTS, for every member -------------------------
+    def add_text_transformer(self, transform: Any, text_type: Any = "*") -> None:
+        for m in self.members:
+            add = getattr(m.service, "add_text_transformer", None)
+            if callable(add):
+                add(transform, text_type)
+
+    @property
+    def _text_transforms(self) -> list[Any]:
+        return list(getattr(self.members[0].service, "_text_transforms", []))
+
     @staticmethod
     def _word_timestamps(member: Member) -> bool:
         return not getattr(member.service, "_push_text_frames", True)
