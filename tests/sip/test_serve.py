@@ -30,9 +30,9 @@ async def test_serve_answers_sip_with_two_workers(tmp_path) -> None:
     env = {**os.environ, "VOXLINE_SIP_ALLOW": "127.0.0.1/32", "DATABASE_URL": str(tmp_path / "v.db"),
            "TWILIO_ACCOUNT_SID": "", "TWILIO_AUTH_TOKEN": ""}
     log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "voxline.cli", "serve", "--agents", str(EXAMPLES), "--port", str(http),
-         "--workers", "2", "--sip", f"127.0.0.1:{sip}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voxline.cli", "serve", "--agents", str(EXAMPLES), "--port", str(http),
+        "--workers", "2", "--sip", f"127.0.0.1:{sip}", env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         async with httpx.AsyncClient() as client:
             for _ in range(240):  # both workers load their models first
@@ -49,7 +49,7 @@ async def test_serve_answers_sip_with_two_workers(tmp_path) -> None:
         assert 404 in unknown.statuses(), unknown.messages[-2000:]
     finally:
         server.terminate()
-        server.wait(30)
+        await asyncio.wait_for(server.wait(), 30)
         log.close()
     text = (tmp_path / "serve.log").read_text()
     assert "answered by another worker" in text, text[-3000:]
