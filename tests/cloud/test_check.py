@@ -69,3 +69,23 @@ tts: [{provider: openai, voice: nova}, {provider: espeak}]
     assert "llm: openai -> gpt-4.1-mini" in result.output
     assert "llm: anthropic (fallback 1) -> service default" in result.output
     assert "tts: espeak (fallback 1) -> espeak-ng en-us" in result.output
+
+
+def test_a_realtime_agent_is_checked_for_its_model_not_the_cascade(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result, _ = check(tmp_path, """
+name: a
+prompt: p
+engine: realtime
+realtime: {provider: openai, model: gpt-realtime, options: {voise: marin, transcription_model: whisper-1}}
+stt: {provider: deepgram}
+""")
+    assert result.exit_code == 1
+    assert "realtime.provider: openai needs the environment variable OPENAI_API_KEY" in result.output
+    assert "realtime.options.voise: openai takes no option 'voise'" in result.output
+    assert "transcription_model" not in result.output  # read by voxline's factory
+    assert "DEEPGRAM" not in result.output  # the cascade's blocks are not used
+    monkeypatch.setenv("OPENAI_API_KEY", "sk")
+    result, _ = check(tmp_path, "name: a\nprompt: p\nengine: realtime\nrealtime: {model: gpt-realtime}\n")
+    assert result.exit_code == 0, result.output
+    assert "realtime: openai -> gpt-realtime" in result.output

@@ -50,6 +50,7 @@ class Provider:
     probe: Callable[[Any], Any] | None = None  # block -> awaitable; raises while unhealthy
     module: str | None = None  # what the extra installs (checked without importing it)
     service: str | None = None  # "module:Class" of the Pipecat service (option names)
+    own_options: frozenset[str] = frozenset()  # options the factory reads itself
 
 
 PROVIDERS: dict[str, Provider] = {
@@ -85,7 +86,8 @@ PROVIDERS: dict[str, Provider] = {
     # engine: realtime — one speech-to-speech model instead of the cascade.
     "realtime:openai": Provider("realtime", "openai", secret="OPENAI_API_KEY", module="openai",
                                 factory=openai.build_realtime, describe=openai.describe_realtime,
-                                service="pipecat.services.openai.realtime.llm:OpenAIRealtimeLLMService"),
+                                service="pipecat.services.openai.realtime.llm:OpenAIRealtimeLLMService",
+                                own_options=frozenset({"transcription_model"})),
 }
 
 
@@ -151,7 +153,7 @@ def _check_block(kind: str, path: str, block: ProviderBlock) -> list[tuple[str, 
         accepted = _option_names(provider.service)
         options = set(block.options)
         taken = {"api_key", "settings", "base_url", "url", "client"} | ({"sample_rate"} if kind == "stt" else set())
-        unknown = options - accepted if accepted is not None else set()
+        unknown = options - accepted - provider.own_options if accepted is not None else set()
         for name in sorted(unknown | (options & taken)):
             problems.append((f"{path}.options.{name}", f"{block.provider} takes no option {name!r}"
                              + (" here (it is set from the block)" if name in taken else "")))
