@@ -61,7 +61,7 @@ def test_db_upgrade_postgres(postgres_url: str) -> None:
             await store.close()
 
     defs = asyncio.run(index_defs())
-    assert len(defs) == 2  # memories and call summaries, with the benchmarked parameters
+    assert len(defs) == 3  # memories, call summaries, knowledge chunks: the benchmarked parameters
     assert all("m='32'" in d and "ef_construction='128'" in d for d in defs), defs
 
 

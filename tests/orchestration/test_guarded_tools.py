@@ -3,12 +3,14 @@ schemas, and a stale call cancelled on barge-in. Every refusal is said and recor
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from tests.fakes.openai_chat import FakeOpenAIChat, Reply
 from tests.fakes.scripted import ScriptedSTT
 from tests.fakes.twilio_loopback import serve
 from tests.orchestration.kit import AGENTS, Voice, on_fake
+from voxline.audio import synthesize
 from voxline.integrations.providers.registry import build_llm
 from voxline.integrations.tools.guard import ToolGuard
 from voxline.memory.live import InProcessLiveState
@@ -62,9 +64,26 @@ async def test_refusals_are_said_and_recorded(monkeypatch):
 async def test_a_stale_tool_call_is_cancelled_on_barge_in_and_never_spoken(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     says = ["where is order five", "actually never mind"]
-    # The caller speaks again while the slow tool runs (the simulator waits 1.2 s of quiet).
-    report, spoken, sim = await _run([_call("slow", 5), Reply(text="No problem, anything else?")], says,
-                                     [Turn(say=s) for s in says])
+    fake = FakeOpenAIChat(replies=[_call("slow", 5), Reply(text="No problem, anything else?")])
+    spoken: list[tuple[str, str]] = []
+    async with serve(fake.app()) as url:
+        spec = on_fake(load_spec(SPEC), url)
+        services = Services(stt=ScriptedSTT(list(says)), llm=build_llm(spec.llm, max_tool_calls_per_turn=3),
+                            tts=Voice("en-us", spoken))
+        sim = Simulation(Scenario(agent=SPEC, turns=[Turn(say=says[0]), Turn(silence=5)], answer_timeout_secs=20),
+                         spec=spec, services=services, listen=False)
+
+        async def cut_in() -> None:  # the caller speaks again while the slow tool runs
+            for _ in range(400):
+                if sim.session.log.tools_running:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)
+            sim.line.say(synthesize(says[1], 16000))
+
+        interrupter = asyncio.ensure_future(cut_in())
+        await sim.run()
+        await interrupter
     slow = [c for t in sim.session.log.turns for c in t.tool_calls if c.name == "slow"]
     assert slow and slow[0].error == "cancelled: the caller interrupted", slow
     assert not any("late result" in t for _, t in spoken)

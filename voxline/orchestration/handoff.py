@@ -68,6 +68,7 @@ HANDOVER_NOTE = (
     "greet them again and do not ask for anything they already said: carry on from their last words."
 )
 SUMMARY_CHARS = 700
+WARM_WHEN_QUIET_SECS = 0.5  # incoming agents' prompts are evaluated once the call is this quiet
 
 
 def team_members(entry: AgentSpec, agents: Mapping[str, AgentSpec]) -> dict[str, AgentSpec]:
@@ -276,8 +277,16 @@ class Team:
                 processor._checker = checker
 
     async def _on_started(self, *_args: Any) -> None:
-        # Every incoming agent's prompt prefix is evaluated now, off the caller's turn, so
-        # a handoff costs only the conversation's tokens (local models keep the prefix).
+        # Every incoming agent's prompt prefix is evaluated while the call is quiet, one
+        # agent at a time (a local model has one lock: a warm-up must not stand in front
+        # of the caller's turn), so a handoff costs only the conversation's tokens. The
+        # process keeps the prefixes: later calls of the same agents start warm.
+        task = asyncio.ensure_future(self._warm_members())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _warm_members(self) -> None:
+        log_ = self._session.log
         for name, member in self.members.items():
             warm = getattr(member.llm, "warm_up", None)
             if name == self.entry or warm is None:
@@ -285,16 +294,20 @@ class Team:
             tools = self._tools_of(name)
             context = LLMContext(messages=list(member.preamble),
                                  tools=ToolsSchema(standard_tools=tools) if tools else NOT_GIVEN)
-            task = asyncio.ensure_future(self._warm(name, warm, context))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    async def _warm(name: str, warm: Any, context: LLMContext) -> None:
-        try:
-            await warm(context)
-        except Exception as e:  # a cold prefix is slower, not wrong
-            log.warning("- warming up agent %s failed: %s", name, type(e).__name__)
+            quiet_since = None
+            while True:  # bounded by the call: the session cancels this task when it ends
+                now = asyncio.get_running_loop().time()
+                if log_.busy():
+                    quiet_since = None
+                elif quiet_since is None:
+                    quiet_since = now
+                elif now - quiet_since >= WARM_WHEN_QUIET_SECS:
+                    break
+                await asyncio.sleep(0.1)
+            try:
+                await warm(context)
+            except Exception as e:  # a cold prefix is slower, not wrong
+                log.warning("- warming up agent %s failed: %s", name, type(e).__name__)
 
     async def close(self) -> None:
         for task in list(self._tasks):
