@@ -22,7 +22,10 @@ SCHEMA = FunctionSchema(
     description="Look up the answer to the caller's question in the documents of this business "
                 "(opening hours, menu, policies, directions...).",
     properties={"query": {"type": "string", "description": "The caller's question, in a few words."}},
-    required=["query"],
+    # Not required: a small local model's own wording of the question is not the caller's
+    # (its argument check would ask the caller for "the query"); without one, the caller's
+    # last words are the query.
+    required=[],
 )
 
 

@@ -124,7 +124,10 @@ def _knowledge(spec: AgentSpec, session: Any, host: Any) -> Any:
             else:
                 store, embedder = await _session_store(session)
             searcher.append(KnowledgeSearch(spec, store, embedder))
-        return await searcher[0].search(str(arguments.get("query") or ""))
+        query = str(arguments.get("query") or "").strip()
+        if not query:
+            query = next((t.user_text for t in reversed(session.log.turns) if t.user_text), "")
+        return await searcher[0].search(query)
 
     return run
 

@@ -372,9 +372,12 @@ def _is_handoff_call(call: dict[str, Any]) -> bool:
 
 def carry_full(conversation: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The conversation without the handoff choice itself (the incoming agent has no such
-    tool, and must answer the caller, not the choice)."""
+    tool, and must answer the caller, not the choice) and without the greeting."""
     dropped: set[str] = set()
     out: list[dict[str, Any]] = []
+    first_user = next((i for i, m in enumerate(conversation) if m.get("role") == "user"), len(conversation))
+    # The outgoing agent's greeting is not the conversation: a small model repeats it.
+    conversation = [m for i, m in enumerate(conversation) if i >= first_user or m.get("role") != "assistant"]
     for m in conversation:
         calls = m.get("tool_calls") or []
         if m.get("role") == "assistant" and calls:
