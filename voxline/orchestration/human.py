@@ -53,6 +53,9 @@ def leg_status(call_sid: str, status: str) -> bool:
     """A Twilio status callback for ``call_sid``: True if it is a leg we are waiting on."""
     queue = _legs.get(call_sid)
     if queue is None:
+        from voxline.orchestration.tasks import task_status
+
+        task_status(call_sid, status)  # a task call's record is the router's to update: not ours
         return False
     queue.put_nowait(status)
     return True

@@ -178,3 +178,76 @@ class LoopbackDialer:
                            "turns": [(t.user_text, t.agent_text) for t in result.turns],
                            "end_reason": result.end_reason})
         return outcome
+
+
+# -- on the phone: Twilio ---------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    task: str
+    done: asyncio.Future[dict[str, Any]]
+
+
+_pending: dict[str, _Pending] = {}  # CallSid of a task call placed here -> its task
+_NEVER_CONNECTED = {"busy": "the line was busy", "no-answer": "nobody answered", "failed": "the call failed",
+                    "canceled": "the call was cancelled"}
+
+
+def task_status(call_sid: str, status: str) -> None:
+    """A Twilio status callback: a task call that never connected has its outcome now."""
+    pending = _pending.get(call_sid)
+    if pending is not None and status in _NEVER_CONNECTED and not pending.done.done():
+        pending.done.set_result({"status": "failed", "details": _NEVER_CONNECTED[status]})
+
+
+def adopt_task_call(session: Any, call_id: str) -> bool:
+    """The call host runs call ``call_id``: if it is a task call placed here, give its
+    agent the task and report its outcome when it ends. True if it was one."""
+    pending = _pending.get(call_id)
+    if pending is None:
+        return False
+    messages = session.context.get_messages()
+    if messages and messages[0].get("role") == "system":
+        messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{TASK_PROMPT.format(task=pending.task)}"}
+        session.context.set_messages(messages)
+
+    async def finished(*_args: Any) -> None:
+        if not pending.done.done():
+            pending.done.set_result(dict(getattr(session, "task_outcome", None) or NO_OUTCOME))
+
+    session.worker.add_event_handler("on_pipeline_finished", finished)
+    return True
+
+
+class TwilioDialer:
+    """Task calls over Twilio: an outbound call with the task agent on its stream.
+
+    ``host.dialer = TwilioDialer(host, rest, public_base_url=..., caller_id=...)`` where the
+    server builds its Twilio router; the task reaches the agent when its stream starts
+    (``adopt_task_call``, from the host's orchestration wiring) and the outcome comes back
+    when the call ends, or at once when Twilio reports it never connected."""
+
+    def __init__(self, host: Any, rest: Any, *, public_base_url: str,
+                 caller_id: str | Callable[[str], str | None] | None = None) -> None:
+        self.host, self.rest, self.public_base_url = host, rest, public_base_url
+        self.caller_id = caller_id
+
+    def _from(self, agent: str) -> str:
+        number = self.caller_id(agent) if callable(self.caller_id) else self.caller_id
+        if not number:
+            raise ToolError(f"no caller id for task calls of agent {agent!r}")
+        return number
+
+    async def dial(self, *, agent: AgentSpec, to: str, task: str, parent_call_id: str) -> dict[str, Any]:
+        from voxline.transports.twilio.router import place_outbound_call
+
+        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        sid = await place_outbound_call(host=self.host, rest=self.rest, to=to, from_=self._from(agent.name),
+                                        agent=agent.name, public_base_url=self.public_base_url)
+        _pending[sid] = _Pending(task, done)
+        log.info("%s task call %s placed for %s", parent_call_id, sid, agent.name)
+        try:
+            return await done
+        finally:
+            _pending.pop(sid, None)

@@ -68,4 +68,7 @@ def wire_builtins(session: Any, *, host: Any = None, line: Any = None, channel: 
 def wire_orchestration(host: Any, spec: AgentSpec, live: Any) -> None:
     """The call host's versions of the built-ins: the call's line, store and dialer."""
     live.session.control, live.session.incoming = live.control, live.incoming
+    from voxline.orchestration.tasks import adopt_task_call
+
+    adopt_task_call(live.session, live.incoming.call_id)  # a task call this process placed
     wire_builtins(live.session, host=host, line=live.incoming.line, channel=live.incoming.channel)
