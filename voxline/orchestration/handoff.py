@@ -182,6 +182,7 @@ class Team:
         self.builtin_schemas: dict[str, FunctionSchema] = {}  # set by the call host (transfer_call)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.handoff_started: float | None = None  # loop time of the last handoff (benchmarks)
+        self._handoff_turn = -1  # the call log turn the last handoff happened in
 
     @classmethod
     def build(cls, entry: AgentSpec, agents: Mapping[str, AgentSpec],
@@ -244,20 +245,35 @@ class Team:
         self._advertise(self.entry)
         self._reground(self.entry)
         session.worker.add_event_handler("on_pipeline_started", self._on_started)
+        from pipecat.processors.aggregators.llm_response_universal import LLMUserAggregator
 
-    def _tools_of(self, name: str) -> list[FunctionSchema]:
+        for processor in getattr(getattr(session, "pipeline", None), "processors", []):
+            if isinstance(processor, LLMUserAggregator):  # the caller's next turn: handoffs again
+                processor.add_event_handler("on_user_turn_stopped", self._on_user_turn)
+
+    async def _on_user_turn(self, *_args: Any) -> None:
+        if self._handoff_turn >= 0:
+            self._handoff_turn = -1
+            self._advertise(self.current, handoffs=True)
+
+    def _tools_of(self, name: str, *, handoffs: bool = True) -> list[FunctionSchema]:
         member = self.members[name]
         schemas = list(member.schema)
+        if not handoffs:  # one handoff per caller turn: no ping-pong between agents
+            names = {h.tool_name for h in member.spec.handoffs}
+            schemas = [s for s in schemas if s.name not in names]
         handlers = {t.handler for t in member.spec.tools}
         for builtin, schema in self.builtin_schemas.items():
             if f"builtin:{builtin}" in handlers and not any(s.name == schema.name for s in schemas):
                 schemas.append(schema)
         return schemas
 
-    def _advertise(self, name: str) -> None:
+    def _advertise(self, name: str, *, handoffs: bool | None = None) -> None:
         context = self._session.context
         spec = self.members[name].spec
-        tools = [] if spec.tool_choice == "none" else self._tools_of(name)
+        if handoffs is None:
+            handoffs = self._handoff_turn != len(self._session.log.turns)
+        tools = [] if spec.tool_choice == "none" else self._tools_of(name, handoffs=handoffs)
         context.set_tools(ToolsSchema(standard_tools=tools) if tools else NOT_GIVEN)
         context.set_tool_choice(spec.tool_choice if tools and spec.tool_choice != "auto" else NOT_GIVEN)
 
@@ -351,7 +367,8 @@ class Team:
         self._preamble_len = len(member.preamble)
         self.current = target
         self.handoffs += 1
-        self._advertise(target)
+        self._handoff_turn = len(session.log.turns)
+        self._advertise(target, handoffs=False)
         self._reground(target)
         session.log.answered_by(target)
         log.info("%s handed over: %s -> %s (%s, %d messages carried)", session.call_id, source, target,

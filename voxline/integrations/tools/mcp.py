@@ -143,6 +143,12 @@ def wire_mcp(session: Any) -> None:
         team = getattr(session, "team", None)
         if team is not None:
             team._advertise(team.current)
+        warm = getattr(session.services.llm, "warm_up", None)
+        if warm is not None and any(b.schemas for b in boxes):  # the tools changed the prompt: evaluate it
+            try:
+                await warm(session.context)
+            except Exception as e:
+                log.info("%s warm-up after MCP tools failed: %s", session.call_id, type(e).__name__)
 
     async def closed(*_args: Any) -> None:
         await asyncio.gather(*(b.close() for b in boxes), return_exceptions=True)
