@@ -245,6 +245,8 @@ def test_required_arguments_the_caller_never_said_are_asked_for():
                       BOOK_SCHEMA, "Two at half past seven tomorrow evening for Nina.") == []
     assert ungrounded({"name": "Sofia", "party_size": 4, "day": "next tuesday", "time": "7 pm"},
                       BOOK_SCHEMA, "I'd like a table for four next Tuesday at 7pm. named Sofia.") == []
+    spelled = respell({"name": "Kawski, K-O-W-A-L-S-K-I", "party_size": 3, "day": "tomorrow", "time": "8 pm"})
+    assert ungrounded(spelled, BOOK_SCHEMA, "Three tomorrow at 8 under Kawski, K-O-W-A-L-S-K-I.") == []
     assert respell({"name": "Kawski, K-O-W-A-L-S-K-I"}) == {"name": "Kowalski"}
     assert respell({"name": "Priya, P R I Y A"}) == {"name": "Priya"}
 

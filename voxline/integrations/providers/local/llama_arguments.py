@@ -72,7 +72,8 @@ def respell(arguments: dict[str, Any]) -> dict[str, Any]:
 def _tokens(text: str) -> set[str]:
     text = re.sub(r"(?<=\d)(?=[a-z])|(?<=[a-z])(?=\d)", " ", text.lower().replace(":", " "))  # 7pm → 7 pm
     words = re.findall(r"[a-z0-9']+", text)
-    return {_NUMBERS.get(w, w).removesuffix("'s") for w in words} - _FILLER
+    spelled = [re.sub(r"[^a-z]", "", m.group(0)) for m in _SPELLED.finditer(text)]  # "k-o-w-a-l-s-k-i"
+    return {_NUMBERS.get(w, w).removesuffix("'s") for w in [*words, *spelled]} - _FILLER
 
 
 def ungrounded(arguments: dict[str, Any], schema: dict[str, Any], said: str) -> list[str]:
