@@ -294,9 +294,10 @@ class Team:
 
     async def _on_started(self, *_args: Any) -> None:
         # Every incoming agent's prompt prefix is evaluated while the call is quiet, one
-        # agent at a time (a local model has one lock: a warm-up must not stand in front
-        # of the caller's turn), so a handoff costs only the conversation's tokens. The
-        # process keeps the prefixes: later calls of the same agents start warm.
+        # agent at a time and after the caller's first turn (a local model has one lock: a
+        # warm-up must not stand in front of the caller's turn), so a handoff costs only
+        # the conversation's tokens. The process keeps the prefixes: later calls of the
+        # same agents start warm (a handoff in the very first turn of a process is cold).
         task = asyncio.ensure_future(self._warm_members())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -313,7 +314,7 @@ class Team:
             quiet_since = None
             while True:  # bounded by the call: the session cancels this task when it ends
                 now = asyncio.get_running_loop().time()
-                if log_.busy():
+                if log_.busy() or len(log_.turns) < 2:  # the caller's first turn comes first
                     quiet_since = None
                 elif quiet_since is None:
                     quiet_since = now
