@@ -78,7 +78,8 @@ def render(call: dict[str, Any]) -> str:
         mark = " [interrupted]" if t.get("interrupted") else ""
         served = ", ".join(_served(k, v) for k, v in (t.get("providers") or {}).items())
         lat = t.get("latency_ms") or {}
-        lines.append(f"  agent:  {t.get('heard') or t['text']}{mark}")
+        who = f" ({t['agent']})" if t.get("agent") and t.get("agent") != call["agent"] else ""
+        lines.append(f"  agent{who}:  {t.get('heard') or t['text']}{mark}")
         for tool in t.get("tool_calls") or []:
             lines.append(f"          tool {tool['name']}({tool['arguments']}) -> {tool['error'] or tool['result']}")
         details = [f"{k} {v:.0f} ms" for k, v in lat.items()]
