@@ -300,6 +300,26 @@ def calls_show(
     typer.echo(json.dumps(call, indent=2, default=str) if as_json else render(call))
 
 
+kb_app = typer.Typer(help="Knowledge bases: an agent's documents, chunked and embedded into the store.",
+                     no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+
+
+@kb_app.command("build")
+def kb_build(
+    agent: Annotated[Path, typer.Argument(help="An agent YAML file with a knowledge: block.")],
+    database_url: Annotated[str | None, _DB] = None,
+) -> None:
+    """Chunk and embed the agent's knowledge documents into the store (unchanged files are skipped)."""
+    from voxline.knowledge.build import kb_build as build
+
+    try:
+        typer.echo(json.dumps(build(agent, database_url)))
+    except SpecError as e:
+        typer.echo(f"invalid agent: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
 @agents_app.command("push")
 def agents_push(
     folder: Annotated[Path, typer.Argument(help="Folder of */agent.yaml.")],

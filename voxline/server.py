@@ -263,6 +263,11 @@ def _phone(agents: Mapping[str, AgentSpec], routes: RoutingTable, host: CallHost
     from voxline.transports.twilio.signature import public_base
 
     rest = rest or TwilioRestClient(config.account_sid, config.auth_token, base_url=config.api_base_url)
+    from voxline.orchestration.tasks import TwilioDialer
+
+    # Agents' outbound task calls ("call the restaurant and book") go out over this account.
+    host.dialer = TwilioDialer(host, rest, public_base_url=config.public_base_url or "",
+                               caller_id=routes.caller_id_for)
     router = twilio_router(config, host, rest=rest, secret=call_token.server_secret(),
                            verify_stream_signature=verify_stream_signature,
                            session_options=dict(stream_options or {}))
