@@ -19,12 +19,13 @@ import numpy as np
 import soxr
 from fastapi import FastAPI
 from pipecat.frames.frames import Frame, TranscriptionFrame, TTSAudioRawFrame
+from pipecat.services.settings import STTSettings, TTSSettings
 from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.services.tts_service import TTSService
 from pipecat.utils.time import time_now_iso8601
 
 from tests.fakes.twilio_loopback import serve
-from tests.phone.kit import ScriptedLLM
+from tests.phone.kit import ScriptedLLM, unset
 from voxline.memory.live import InProcessLiveState
 from voxline.pipelines.builder import Services
 from voxline.pipelines.host import CallHost
@@ -77,7 +78,7 @@ class ScriptedSTT(SegmentedSTTService):
     """The next scripted transcript for each VAD speech segment (16 kHz)."""
 
     def __init__(self, transcripts: list[str]) -> None:
-        super().__init__(sample_rate=RATE, trailing_silence_secs=0)
+        super().__init__(sample_rate=RATE, trailing_silence_secs=0, settings=unset(STTSettings))
         self._script = list(transcripts)
         self.segments: list[int] = []
 
@@ -91,7 +92,8 @@ class SpeechTTS(TTSService):
     """espeak-ng at 16 kHz in 100 ms frames, like a streaming TTS."""
 
     def __init__(self) -> None:
-        super().__init__(push_start_frame=True, push_stop_frames=True, sample_rate=RATE)
+        super().__init__(push_start_frame=True, push_stop_frames=True, sample_rate=RATE,
+                         settings=unset(TTSSettings))
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         pcm = await asyncio.to_thread(espeak, text.strip())

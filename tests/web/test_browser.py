@@ -39,9 +39,7 @@ STATS = "window.voxline && window.voxline.stats"
 STATES = "window.voxline.events.filter(e => e.kind === 'state').map(e => e.detail)"
 
 
-
-
-async def test_conversation_over_webrtc_from_another_origin(tmp_path: Path) -> None:
+async def test_conversation_over_webrtc_from_another_origin(tmp_path: Path, server_errors: list[str]) -> None:
     mic = mic_wav(tmp_path / "mic.wav", (4.0, "0880"), (4.0, None))  # speaks after the greeting
     visitor = tokens.sign_visitor(WIDGET_SECRET, "cust-42", int(time.time()) + 600)
     script = Script(transcripts=["what time do you open"])
@@ -81,6 +79,7 @@ async def test_conversation_over_webrtc_from_another_origin(tmp_path: Path) -> N
         result = srv.host.results[sid]
         assert [t.user_text for t in result.turns if t.user_text] == ["what time do you open"]
         assert any("noon" in t.agent_text for t in result.turns)
+        assert server_errors == []  # e.g. Pipecat's "RTVIProcessor found ... but no RTVIObserver"
 
 
 async def test_barge_in_stops_the_agent_and_the_transcript_keeps_what_was_heard(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
 from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.processors.frameworks.rtvi import RTVIObserverParams, RTVIProcessor
 from pipecat.transports.base_transport import BaseTransport
 
 from voxline.integrations.tools.guard import ToolGuard
@@ -72,6 +73,9 @@ class IncomingCall:
     answered_by: str | None = None  # an answering-machine verdict that came before the media
     # Set by the transport when the far end hung up (Twilio `stop`, SIP BYE): ends the call at once.
     hangup: asyncio.Event | None = None
+    # An RTVI client (the web widget): its processor and what its observer may send.
+    rtvi: RTVIProcessor | None = None
+    rtvi_observer_params: RTVIObserverParams | None = None
 
     @property
     def memory_key(self) -> str | None:
@@ -336,6 +340,7 @@ class CallHost:
             extra_context=memory.extra_context if memory else None,
             on_turn=memory.on_turn if memory else None,
             team=team_for(spec, self.agents, services, lambda s: self.services(s, incoming.sample_rate)),
+            rtvi=incoming.rtvi, rtvi_observer_params=incoming.rtvi_observer_params,
         )
         control = CallControl(incoming.line, transfer_targets=self.transfer_targets.get(spec.name, {}))
         live = LiveCall(incoming, session, control)

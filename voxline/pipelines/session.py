@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from pipecat.frames.frames import EndFrame, TTSSpeakFrame
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.frameworks.rtvi import RTVIObserverParams, RTVIProcessor
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
@@ -60,6 +61,8 @@ class CallSession:
         audio_out_sample_rate: int = 16000,
         observers: list | None = None,
         team: Team | None = None,
+        rtvi: RTVIProcessor | None = None,
+        rtvi_observer_params: RTVIObserverParams | None = None,
     ):
         self.spec = spec
         self.call_id = call_id or uuid.uuid4().hex
@@ -96,7 +99,11 @@ class CallSession:
             observers=[self.log, *(observers or [])],
             app_resources=self,
             idle_timeout_secs=None,  # idleness is ours to handle: reprompt, then hang up
-            enable_rtvi=False,
+            # Phone calls have no RTVI client; a web call brings its processor, and the
+            # worker puts it at the head of the pipeline with its observer (Pipecat's way).
+            enable_rtvi=rtvi is not None,
+            rtvi_processor=rtvi,
+            rtvi_observer_params=rtvi_observer_params,
             enable_turn_tracking=False,  # CallLog keeps the turns; one observer less per frame
             conversation_id=self.call_id,
         )

@@ -17,6 +17,7 @@ from pipecat.transports.base_transport import BaseTransport
 from voxline.pipelines.host import CallHost, IncomingCall
 
 from .line import WebCall
+from .rtvi import public_observer_params
 from .tokens import SessionGrant
 
 log = logging.getLogger("voxline.web")
@@ -53,8 +54,8 @@ async def run_web_call(host: CallHost, grant: SessionGrant, transport: BaseTrans
     incoming = IncomingCall(
         call_id=grant.session_id, agent=grant.agent, channel="web", direction="inbound",
         caller=grant.visitor, dialed=grant.origin, transport=transport, line=call,
-        sample_rate=WEB_RATE, before_llm=call.before_llm, before_output=call.before_output,
-        after_output=call.after_output, stats=call.stats, caller_key=grant.visitor,
+        sample_rate=WEB_RATE, before_output=call.before_output, after_output=call.after_output,
+        stats=call.stats, caller_key=grant.visitor, rtvi=call.rtvi, rtvi_observer_params=public_observer_params(),
     )
     log.info("%s web session started over %s (agent %s, %s visitor)", grant.session_id, carrier,
              grant.agent, "known" if grant.visitor else "anonymous")

@@ -1,7 +1,8 @@
 """A web session as the call host sees it: a :class:`~voxline.pipelines.call_control.CallLine`.
 
-The processors it adds to the call's pipeline: the RTVI processor (captions and
-state for the widget), the heard-text observer before the output, and after it the
+The RTVI processor (captions and state for the widget) goes to the pipeline worker,
+which places it; the processors it adds to the call's pipeline: the heard-text
+observer before the output, and after it the
 played clock and the heard-text gate (see :mod:`.played`). ``hang_up`` needs nothing
 on a carrier: ending the pipeline closes the peer connection or the socket, and the
 widget shows that the agent hung up. There is no one to transfer a browser to.
@@ -51,10 +52,6 @@ class WebCall:
                    clock=PlayedClock(ledger, name=f"PlayedClock#{call_id}"))
 
     # -- pipeline places ---------------------------------------------------------
-    @property
-    def before_llm(self) -> list[FrameProcessor]:
-        return [self.rtvi]
-
     @property
     def before_output(self) -> list[FrameProcessor]:
         return [self.heard.observer]

@@ -1,21 +1,22 @@
 """RTVI for the widget: captions and state out, almost nothing in.
 
-The call session runs its pipeline without Pipecat's built-in RTVI (phone calls
-have no use for it), so the web transport adds its own processor to the pipeline;
-at setup it registers its observer with the pipeline worker. What a public page
-gets is limited on purpose: no metrics, no LLM text (it can carry tool calls), no
-user context, no function-call events. From the page only ``client-ready`` and
-``disconnect-bot`` are taken -- typed text, context edits and client messages
-would let a page script steer the agent past what a visitor can say.
+Phone calls run without RTVI. A web call hands the host this processor and the
+observer's parameters; Pipecat's pipeline worker puts the processor at the head of
+the pipeline, adds its observer and answers ``client-ready`` with ``bot-ready``.
+(A processor placed in the pipeline by hand has no observer when the worker is
+built, and the worker logs an error for it.)
+
+What a public page gets is limited on purpose: no metrics, no LLM text (it can
+carry tool calls), no user context, no function-call events. From the page only
+``client-ready`` and ``disconnect-bot`` are taken -- typed text, context edits and
+client messages would let a page script steer the agent past what a visitor can say.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import pipecat.processors.frameworks.rtvi.models as RTVI
-from pipecat.processors.frame_processor import FrameProcessorSetup
 from pipecat.processors.frameworks.rtvi import RTVIObserverParams, RTVIProcessor
 from pipecat.processors.frameworks.rtvi.observer import RTVIFunctionCallReportLevel
 
@@ -35,20 +36,7 @@ def public_observer_params() -> RTVIObserverParams:
 
 
 class WidgetRTVI(RTVIProcessor):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.client_ready = False
-
-        @self.event_handler("on_client_ready")
-        async def _ready(rtvi: RTVIProcessor) -> None:
-            self.client_ready = True
-            await rtvi.set_bot_ready()
-
-    async def setup(self, setup: FrameProcessorSetup) -> None:
-        await super().setup(setup)
-        worker = setup.pipeline_worker
-        if worker is not None:
-            worker.add_observer(self.create_rtvi_observer(params=public_observer_params()))
+    """Pipecat's RTVI processor that refuses every client message but two."""
 
     async def _handle_message(self, message: RTVI.Message, user_id: str | None = None) -> None:
         if message.type not in ACCEPTED:
