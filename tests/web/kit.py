@@ -248,3 +248,7 @@ async def wait_for(page: Any, expression: str, timeout: float = 20.0) -> Any:
 
 
 STATE = "document.querySelector('[data-voxline-state]')?.getAttribute('data-voxline-state')"
+LINES = "[...document.querySelector('#voxline-widget').shadowRoot.querySelectorAll('[data-voxline-line]')]"
+# Each caption as [side, text, interrupted]; side is "agent" or "visitor".
+CAPTIONS = f"{LINES}.map(e => [e.dataset.voxlineLine, e.textContent, e.hasAttribute('data-voxline-interrupted')])"
+STATS = "window.voxline && window.voxline.stats"

@@ -20,7 +20,9 @@ from voxline.transports.web import tokens
 
 from .kit import (
     BLOCK_WEBRTC,
+    CAPTIONS,
     STATE,
+    STATS,
     WIDGET_SECRET,
     Script,
     chromium,
@@ -33,9 +35,6 @@ from .kit import (
 
 pytestmark = pytest.mark.browser
 
-LINES = "[...document.querySelector('#voxline-widget').shadowRoot.querySelectorAll('[data-voxline-line]')]"
-CAPTIONS = f"{LINES}.map(e => [e.dataset.voxlineLine, e.textContent, e.hasAttribute('data-voxline-interrupted')])"
-STATS = "window.voxline && window.voxline.stats"
 STATES = "window.voxline.events.filter(e => e.kind === 'state').map(e => e.detail)"
 
 
