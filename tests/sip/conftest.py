@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +21,7 @@ from voxline.transports.sip import SipConfig, SipServer, start_sip
 from voxline.transports.sip.config import parse_allow, parse_users
 
 from .kit import NUMBER, SippRun, prepare_workdir, run_sipp
+from .peers import UdpPeer
 
 if shutil.which("sipp") is None:  # `make system-deps` installs it (Debian sip-tester)
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -96,3 +98,12 @@ async def sip_rig(tmp_path: Path, sipp_workdir: Path) -> AsyncIterator[RigFactor
     for rig in rigs:
         await rig.server.close()
         await rig.host.close()
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[UdpPeer]:
+    """A hand-written SIP peer on a UDP socket of its own."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(UdpPeer, local_addr=("127.0.0.1", 0))
+    yield protocol
+    transport.close()

@@ -6,63 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-
-import pytest
 
 from voxline.transports.sip import SipLimits
 
-
-class UdpPeer(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.received: asyncio.Queue[bytes] = asyncio.Queue()
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[no-untyped-def]
-        self.received.put_nowait(data)
-
-    @property
-    def port(self) -> int:
-        assert self.transport is not None
-        return self.transport.get_extra_info("sockname")[1]
-
-    async def ask(self, data: bytes, port: int, timeout: float = 0.5) -> bytes | None:
-        assert self.transport is not None
-        self.transport.sendto(data, ("127.0.0.1", port))
-        try:
-            return await asyncio.wait_for(self.received.get(), timeout)
-        except TimeoutError:
-            return None
-
-
-@pytest.fixture
-async def peer():
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(UdpPeer, local_addr=("127.0.0.1", 0))
-    yield protocol
-    transport.close()
-
-
-def request(method: str, peer_port: int, *, body: bytes = b"", length: int | None = None,
-            uri: str = "sip:+15550009999@127.0.0.1", extra: str = "", call_id: str | None = None) -> bytes:
-    head = (
-        f"{method} {uri} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{peer_port};branch=z9hG4bK{uuid.uuid4().hex[:12]}\r\n"
-        f"From: <sip:+15557654321@127.0.0.1>;tag=abc\r\n"
-        f"To: <{uri}>\r\n"
-        f"Call-ID: {call_id or uuid.uuid4().hex}\r\n"
-        f"CSeq: 1 {method}\r\n"
-        f"Max-Forwards: 70\r\n{extra}"
-        f"Content-Length: {len(body) if length is None else length}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-def status(response: bytes | None) -> int | None:
-    return int(response.split(b" ", 2)[1]) if response else None
+from .peers import request, status
 
 
 async def test_garbage_and_broken_messages(sip_rig, peer, caplog) -> None:

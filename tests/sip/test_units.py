@@ -42,11 +42,40 @@ def _md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
 
 
-def _authorization(auth: DigestAuth, *, user: str, password: str, nonce: str, uri: str = "sip:1@x") -> str:
+def _authorization(auth: DigestAuth, *, user: str, password: str, nonce: str, uri: str = "sip:1@x",
+                   nc: int = 1, qop: bool = True) -> str:
     ha1, ha2 = _md5(f"{user}:{auth.realm}:{password}"), _md5(f"INVITE:{uri}")
-    response = _md5(f"{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}")
+    if not qop:
+        response = _md5(f"{ha1}:{nonce}:{ha2}")
+        return (f'Digest username="{user}", realm="{auth.realm}", nonce="{nonce}", uri="{uri}", '
+                f'response="{response}", algorithm=MD5')
+    response = _md5(f"{ha1}:{nonce}:{nc:08x}:c0ffee:auth:{ha2}")
     return (f'Digest username="{user}", realm="{auth.realm}", nonce="{nonce}", uri="{uri}", '
-            f'response="{response}", algorithm=MD5, cnonce="c0ffee", qop=auth, nc=00000001')
+            f'response="{response}", algorithm=MD5, cnonce="c0ffee", qop=auth, nc={nc:08x}')
+
+
+def _nonce(challenge: str) -> str:
+    return challenge.split('nonce="')[1].split('"')[0]
+
+
+def test_digest_credentials_serve_once() -> None:
+    auth = DigestAuth({"alice": "s3cret"}, realm="voxline", secret=b"k" * 32, max_nonces=2)
+    nonce = _nonce(auth.challenge())
+    first = _authorization(auth, user="alice", password="s3cret", nonce=nonce)
+    assert auth.verify("INVITE", first).verdict is Verdict.OK
+    assert auth.verify("INVITE", first).verdict is Verdict.REPLAYED  # the same Authorization again
+    # RFC 2617 nonce reuse: a higher nc on the same nonce is a new request, a lower one is not.
+    assert auth.verify("INVITE", _authorization(auth, user="alice", password="s3cret", nonce=nonce, nc=3)).ok
+    assert auth.verify("INVITE", _authorization(auth, user="alice", password="s3cret", nonce=nonce,
+                                                nc=2)).verdict is Verdict.REPLAYED
+    # Without qop a nonce serves one request.
+    plain = _nonce(auth.challenge())
+    once = _authorization(auth, user="alice", password="s3cret", nonce=plain, qop=False)
+    assert auth.verify("INVITE", once).ok and auth.verify("INVITE", once).verdict is Verdict.REPLAYED
+    # Past the table's bound the oldest nonce is forgotten: stale, never accepted again.
+    auth.challenge(), auth.challenge()
+    fourth = _authorization(auth, user="alice", password="s3cret", nonce=nonce, nc=4)
+    assert auth.verify("INVITE", fourth).verdict is Verdict.STALE
 
 
 def test_digest_verifies_responses_and_nonces() -> None:

@@ -59,7 +59,7 @@ class Admission:
         self.numbers = {normalize_number(k): v for k, v in numbers.items()}
         self.guard = guard
         self.digest = DigestAuth(config.users, realm=config.realm, secret=config.nonce_secret,
-                                 ttl_secs=config.nonce_ttl_secs)
+                                 ttl_secs=config.nonce_ttl_secs, max_nonces=config.limits.nonces_tracked)
 
     def route(self, request_uri: str) -> tuple[str, str] | None:
         """(routing key, agent) for the dialed Request-URI, or None."""
@@ -84,8 +84,10 @@ class Admission:
                 log.info("- INVITE from %s refused: not an allowed address", ip)
                 return Refused(403, "Forbidden")
             result = self.digest.verify("INVITE", request.get_header("authorization"))
-            if result.verdict in (Verdict.MISSING, Verdict.STALE):
-                challenge = self.digest.challenge(stale=result.verdict is Verdict.STALE)
+            if result.verdict is Verdict.REPLAYED:
+                log.warning("- INVITE from %s refused: digest credentials used before", ip)
+            if result.verdict in (Verdict.MISSING, Verdict.STALE, Verdict.REPLAYED):
+                challenge = self.digest.challenge(stale=result.verdict is not Verdict.MISSING)
                 return Refused(401, "Unauthorized", {"WWW-Authenticate": challenge})
             if result.verdict is Verdict.DENIED:
                 self.guard.auth_failed(ip)

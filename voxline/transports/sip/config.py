@@ -10,6 +10,11 @@ trust lists and secrets (:meth:`SipConfig.from_env`):
 - ``VOXLINE_SIP_RTP_PORTS``: ``MIN-MAX``, the UDP range for media (default 10000-20000).
 - ``VOXLINE_SIP_PUBLIC_HOST``: the address written into Contact and SDP when the
   bind address is not what peers reach (NAT, containers).
+- ``VOXLINE_SIP_TLS_CERT`` / ``VOXLINE_SIP_TLS_KEY``: PEM files; with both, SIP over
+  TLS is answered on ``VOXLINE_SIP_TLS_PORT`` (default 5061). TCP is always answered
+  on the UDP port.
+- ``VOXLINE_SIP_REGISTER``: ``sip:USER:PASSWORD@REGISTRAR[:PORT]`` -- register there
+  (digest, refreshed before expiry) so a trunk or PBX sends calls without a static route.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ USERS_ENV = "VOXLINE_SIP_USERS"
 REALM_ENV = "VOXLINE_SIP_REALM"
 RTP_PORTS_ENV = "VOXLINE_SIP_RTP_PORTS"
 PUBLIC_HOST_ENV = "VOXLINE_SIP_PUBLIC_HOST"
+TLS_CERT_ENV = "VOXLINE_SIP_TLS_CERT"
+TLS_KEY_ENV = "VOXLINE_SIP_TLS_KEY"
+TLS_PORT_ENV = "VOXLINE_SIP_TLS_PORT"
+REGISTER_ENV = "VOXLINE_SIP_REGISTER"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -42,6 +51,12 @@ class SipLimits:
     invite_rate_per_sec: float = 50.0  # ...and sustained
     auth_failures_per_minute: int = 20  # then the source is ignored for a minute
     max_sources_tracked: int = 4096  # the per-source tables never grow past this
+    max_stream_message_bytes: int = 65536  # one SIP message on a TCP/TLS connection
+    stream_message_secs: float = 10.0  # a started message (or TLS handshake) completes within this
+    stream_idle_secs: float = 300.0  # a connection no call uses is closed after this quiet time
+    max_connections: int = 2048
+    max_connections_per_source: int = 256
+    nonces_tracked: int = 8192  # issued digest nonces remembered (the oldest go stale first)
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,15 @@ class SipConfig:
     user_agent: str = "voxline"
     nonce_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     nonce_ttl_secs: float = 300.0
+    tls_cert: str | None = None  # PEM certificate chain and key: SIP over TLS on tls_port
+    tls_key: str | None = None
+    tls_port: int = 5061
+    tcp: bool = True  # also answer TCP on the UDP port
+    session_expires_secs: int = 1800  # RFC 4028: the longest session interval we grant
+    session_min_se: int = 90  # shorter asked intervals get 422 with this Min-SE
+    retry_after_secs: int = 30  # in the 503 a draining server answers
+    register: str | None = None  # sip:USER:PASSWORD@REGISTRAR[:PORT]
+    register_expires_secs: int = 600  # asked for; the registrar's answer wins
     limits: SipLimits = field(default_factory=SipLimits)
 
     @property
@@ -88,7 +112,13 @@ class SipConfig:
             users=parse_users(env.get(USERS_ENV, "")),
             realm=env.get(REALM_ENV) or "voxline",
             rtp_ports=parse_ports(env.get(RTP_PORTS_ENV) or "10000-20000"),
+            tls_cert=env.get(TLS_CERT_ENV) or None,
+            tls_key=env.get(TLS_KEY_ENV) or None,
+            tls_port=_port(env.get(TLS_PORT_ENV) or "5061", TLS_PORT_ENV),
+            register=env.get(REGISTER_ENV) or None,
         )
+        if bool(config.tls_cert) != bool(config.tls_key):
+            raise VoxlineError(f"SIP over TLS needs both {TLS_CERT_ENV} and {TLS_KEY_ENV}")
         return replace(config, **overrides)  # type: ignore[arg-type]
 
 
@@ -96,13 +126,17 @@ def parse_bind(bind: str) -> tuple[str, int]:
     host, sep, port = bind.rpartition(":")
     if not sep:
         host, port = bind, "5060"
+    return host.strip("[]") or "0.0.0.0", _port(port, f"--sip {bind!r}")
+
+
+def _port(text: str, name: str) -> int:
     try:
-        number = int(port)
+        number = int(text)
     except ValueError:
-        raise VoxlineError(f"--sip {bind!r}: expected HOST:PORT") from None
+        raise VoxlineError(f"{name}: expected a port number") from None
     if not 0 <= number < 65536:
-        raise VoxlineError(f"--sip {bind!r}: port out of range")
-    return host.strip("[]") or "0.0.0.0", number
+        raise VoxlineError(f"{name}: port out of range")
+    return number
 
 
 def parse_allow(text: str) -> tuple[Network, ...]:

@@ -1,15 +1,22 @@
 """Digest authentication of callers (RFC 3261 §22, RFC 2617 MD5 with qop=auth).
 
-Nonces are stateless: ``<issued-at>.<hmac>`` signed with a per-process secret, so a
-flood of challenges stores nothing. A nonce older than ``ttl`` is answered with a
-fresh challenge marked ``stale=true`` (the caller retries without asking the user).
+A nonce is ``<issued-at>.<hmac>``, signed with a per-process secret, so a forged one is
+refused without a lookup. Each nonce we issue is remembered with the highest
+nonce-count (``nc``) accepted for it, so an Authorization cannot be used twice: a
+request must carry a larger ``nc`` than any before on that nonce (without ``qop``, a
+nonce serves one request). The table is bounded (``max_nonces``, oldest first out);
+a nonce that is forgotten, older than ``ttl`` or replayed gets a fresh challenge
+marked ``stale=true``: a real client retries at once without asking its user, a
+replaying one learns nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -25,6 +32,7 @@ class Verdict(Enum):
     OK = "ok"
     MISSING = "missing"  # no credentials: challenge
     STALE = "stale"  # a valid but expired nonce: challenge again, stale=true
+    REPLAYED = "replayed"  # right credentials on a nonce (and nc) already used: challenge again
     DENIED = "denied"  # wrong user, password or nonce: 403
 
 
@@ -33,22 +41,32 @@ class DigestResult:
     verdict: Verdict
     user: str | None = None
 
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.OK
+
 
 class DigestAuth:
     def __init__(self, users: Mapping[str, str], *, realm: str, secret: bytes, ttl_secs: float = 300.0,
-                 clock=time.time) -> None:  # type: ignore[no-untyped-def]
+                 max_nonces: int = 8192, clock=time.time) -> None:  # type: ignore[no-untyped-def]
         self.users = dict(users)
         self.realm = realm
         self._secret = secret
         self._ttl = ttl_secs
         self._clock = clock
+        self._max_nonces = max_nonces
+        self._issued: OrderedDict[str, int] = OrderedDict()  # nonce -> highest nc accepted (0: unused)
 
     def _sign(self, issued: str) -> str:
         return hmac.new(self._secret, issued.encode(), hashlib.sha256).hexdigest()[:32]
 
     def nonce(self) -> str:
-        issued = f"{int(self._clock()):x}"
-        return f"{issued}.{self._sign(issued)}"
+        issued = f"{int(self._clock()):x}.{secrets.token_hex(4)}"
+        nonce = f"{issued}.{self._sign(issued)}"
+        self._issued[nonce] = 0
+        while len(self._issued) > self._max_nonces:
+            self._issued.popitem(last=False)
+        return nonce
 
     def challenge(self, *, stale: bool = False) -> str:
         """The ``WWW-Authenticate`` value of a 401."""
@@ -56,11 +74,11 @@ class DigestAuth:
         return value + (", stale=true" if stale else "")
 
     def _nonce_state(self, nonce: str) -> Verdict:
-        issued, _, mac = nonce.partition(".")
+        issued, _, mac = nonce.rpartition(".")
         if not issued or not hmac.compare_digest(mac, self._sign(issued)):
             return Verdict.DENIED
         try:
-            age = self._clock() - int(issued, 16)
+            age = self._clock() - int(issued.split(".")[0], 16)
         except ValueError:
             return Verdict.DENIED
         return Verdict.OK if -5 <= age <= self._ttl else Verdict.STALE
@@ -88,15 +106,24 @@ class DigestAuth:
             return DigestResult(Verdict.DENIED)
         ha1 = _md5(f"{user}:{self.realm}:{password}")
         ha2 = _md5(f"{method}:{uri}")
-        qop = p.get("qop", "")
+        qop, count = p.get("qop", ""), 1
         if qop:
             if qop.lower() != "auth" or not p.get("nc") or not p.get("cnonce"):
+                return DigestResult(Verdict.DENIED)
+            try:
+                count = int(p["nc"], 16)
+            except ValueError:
                 return DigestResult(Verdict.DENIED)
             expected = _md5(f"{ha1}:{nonce}:{p['nc']}:{p['cnonce']}:auth:{ha2}")
         else:
             expected = _md5(f"{ha1}:{nonce}:{ha2}")
         if not hmac.compare_digest(expected, response.lower()):
             return DigestResult(Verdict.DENIED)
-        if state is Verdict.STALE:
+        used = self._issued.get(nonce)
+        if state is Verdict.STALE or used is None:  # expired, or pushed out of the table
+            self._issued.pop(nonce, None)
             return DigestResult(Verdict.STALE)
+        if count <= used:
+            return DigestResult(Verdict.REPLAYED)
+        self._issued[nonce] = count
         return DigestResult(Verdict.OK, user)

@@ -1,8 +1,9 @@
-"""Requests we send inside a dialog (BYE, REFER): retransmitted over UDP until answered.
+"""Requests we send (BYE, REFER, REGISTER): retransmitted over UDP until answered.
 
 A non-INVITE client transaction (RFC 3261 §17.1.2) in miniature: send, resend after
-T1, 2·T1, ... up to T2 until a final response arrives or ``timeout`` passes. Responses
-are matched by Call-ID, CSeq number and method.
+T1, 2·T1, ... up to T2 until a final response arrives or ``timeout`` passes; over a
+TCP/TLS connection it is sent once. Responses are matched by Call-ID, CSeq number
+and method.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import contextlib
 
 from aiosipua import SipRequest, SipResponse
 
-from .wire import UdpWire
+from .wire import SipWire
 
 T1, T2 = 0.5, 4.0
 
 
 class ClientRequests:
-    def __init__(self, wire: UdpWire) -> None:
+    def __init__(self, wire: SipWire) -> None:
         self._wire = wire
         self._waiting: dict[tuple[str, int, str], asyncio.Future[SipResponse]] = {}
         self._provisional: set[tuple[str, int, str]] = set()
@@ -37,12 +38,14 @@ class ClientRequests:
             raise ValueError("request without Call-ID/CSeq")
         future: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
         self._waiting[key] = future
-        interval = T1
+        interval, sent = T1, False
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    if key not in self._provisional:  # a 1xx stops retransmission
+                    # A 1xx stops retransmission; a stream needs none.
+                    if key not in self._provisional and not (sent and self._wire.transport_to(addr) != "UDP"):
                         self._wire.send(request, addr)
+                        sent = True
                     with contextlib.suppress(TimeoutError):
                         return await asyncio.wait_for(asyncio.shield(future), interval)
                     interval = min(interval * 2, T2)

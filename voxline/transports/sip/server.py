@@ -4,13 +4,14 @@
     ...
     await server.close()
 
-Per INVITE (after :mod:`.admission` let it through): 100 Trying (aiosipua), the
-host's admission under its caps (else 486 Busy Here / 503 while draining), the record
+Per INVITE (after :mod:`.admission` let it through, over UDP, TCP or TLS): 100 Trying
+(aiosipua), the session-timer terms (:mod:`.timers`), the host's admission under its
+caps (else 486 Busy Here, or 503 with Retry-After while draining), the record
 opened as ringing, 180 Ringing, an RTP port pair, optionally a ring delay, 200 OK with
 our SDP answer (retransmitted until ACK), then ``host.run`` until the call ends. BYE
 from the caller ends the call as ``caller_hung_up``; a CANCEL before the answer
-closes the record as ``canceled``; lost media ends it as ``dropped``; when the call
-ends on our side we send BYE. Whatever happens, the dialog's port pair and
+closes the record as ``canceled``; lost media or a session timer that ran out ends it
+as ``dropped``; when the call ends on our side we send BYE. Whatever happens, the dialog's port pair and
 bookkeeping are released.
 """
 
@@ -40,8 +41,10 @@ from .guard import SourceGuard
 from .outgoing import ClientRequests
 from .rtp import RATE, PortPool, RtpMedia
 from .sdp import SdpError, build_answer, parse_offer
+from .stream import StreamListener, tls_context
+from .timers import SessionTerms, session_terms
 from .transport import SipTransport
-from .wire import UdpWire, quiet_library_logs, reply
+from .wire import SipWire, quiet_library_logs, reply
 
 log = logging.getLogger("voxline.sip")
 
@@ -51,6 +54,7 @@ class _Dialog:
     call_id: str
     admitted: Admitted
     sip: SipInvite
+    terms: SessionTerms | None = None
     task: asyncio.Task[None] | None = None
     line: SipCall | None = None
     answered: bool = False
@@ -64,15 +68,18 @@ class SipServer:
         self.guard = SourceGuard(config.limits)
         self.admission = Admission(config, numbers, self.guard)
         self.ports = PortPool(*config.rtp_ports)
-        self.wire = UdpWire(local_addr=(config.host, config.port), max_datagram_bytes=config.limits.max_datagram_bytes,
+        self.wire = SipWire(local_addr=(config.host, config.port), max_datagram_bytes=config.limits.max_datagram_bytes,
                             max_headers=config.limits.max_headers, user_agent=config.user_agent)
         self.requests = ClientRequests(self.wire)
         self.wire.screen, self.wire.on_response = self._screen, self.requests.on_response
-        self.uas = SipUAS(self.wire, user_agent=config.user_agent, retransmit_2xx=True)
+        self.uas = SipUAS(self.wire, user_agent=config.user_agent, retransmit_2xx=True,
+                          session_expires=config.session_expires_secs, min_se=config.session_min_se)
         self.uas.on_invite, self.uas.on_bye, self.uas.on_cancel = self._on_invite, self._on_bye, self._on_cancel
         self.uas.on_ack_timeout, self.uas.on_reinvite = self._on_ack_timeout, self._on_reinvite
+        self.uas.on_session_expired = self._on_session_expired
+        self.listeners: list[StreamListener] = []
         self.dialogs: dict[str, _Dialog] = {}  # by the peer's SIP Call-ID
-        self._next: Admitted | None = None
+        self._next: tuple[Admitted, SessionTerms | None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # Filled by each call: when its INVITE arrived, 200 OK left, the first RTP left.
         self.timings: dict[str, dict[str, float]] = {}
@@ -81,17 +88,54 @@ class SipServer:
     def address(self) -> tuple[str, int]:
         return self.wire.bound
 
+    @property
+    def tls_address(self) -> tuple[str, int] | None:
+        return next((s.bound for s in self.listeners if s.kind == "TLS"), None)
+
     async def start(self) -> None:
         quiet_library_logs()
-        await self.uas.start()
+        for attempt in range(20):  # port 0: the UDP port must be free for TCP too
+            await self.uas.start()
+            try:
+                await self._listen()
+                break
+            except OSError:
+                await self._stop_listening()
+                if self.config.port != 0 or attempt == 19:
+                    raise
+                self.wire.local_addr = (self.config.host, 0)
         self.uas.advertised_addr = (self.config.advertised_host, self.address[1])
-        log.info("- SIP listening on udp %s:%d", *self.address)
+        kinds = "/".join(["udp", *(s.kind.lower() for s in self.listeners)])
+        log.info("- SIP listening on %s %s:%d%s", kinds, *self.address,
+                 f" (tls on {self.tls_address[1]})" if self.tls_address else "")
+
+    async def _listen(self) -> None:
+        config, host = self.config, self.config.advertised_host
+        if config.tcp:
+            self.listeners.append(StreamListener(self.wire, "TCP", self.address, config.limits,
+                                                 contact=(host, self.address[1]), in_use=self._in_use))
+        if config.tls_cert and config.tls_key:
+            context = tls_context(config.tls_cert, config.tls_key)
+            self.listeners.append(StreamListener(self.wire, "TLS", (config.host, config.tls_port), config.limits,
+                                                 contact=(host, config.tls_port), ssl_context=context,
+                                                 in_use=self._in_use))
+        for listener in self.listeners:
+            await listener.start()
+
+    async def _stop_listening(self) -> None:
+        for listener in self.listeners:
+            await listener.stop()
+        self.listeners.clear()
+        await self.uas.stop()
+
+    def _in_use(self, addr: tuple[str, int]) -> bool:
+        return any(d.sip.source_addr == addr for d in self.dialogs.values())
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.uas.stop()
+        await self._stop_listening()
 
     # -- screening (before the UAS sees an INVITE) ---------------------------
     def _screen(self, request: SipRequest, addr: tuple[str, int]) -> bool:
@@ -100,22 +144,31 @@ class SipServer:
         if (request.call_id or "") in self.dialogs:
             return False  # a retransmission while we set the call up
         verdict = self.admission.check(request, addr[0])
-        if isinstance(verdict, Refused):
-            if verdict.status is not None:
-                self.wire.send_reply(reply(request, verdict.status, verdict.reason, dict(verdict.headers or {}),
+        terms = session_terms(request, self.config) if isinstance(verdict, Admitted) else None
+        refusal = verdict if isinstance(verdict, Refused) else terms if isinstance(terms, Refused) else None
+        if refusal is not None:
+            if refusal.status is not None:
+                self.wire.send_reply(reply(request, refusal.status, refusal.reason, dict(refusal.headers or {}),
                                            user_agent=self.config.user_agent))
             return False
-        self._next = verdict
+        assert isinstance(verdict, Admitted) and not isinstance(terms, Refused)
+        self._next = (verdict, terms)
         return True
 
     # -- UAS callbacks ----------------------------------------------------------
     def _on_invite(self, sip: SipInvite) -> None:
-        admitted, self._next = self._next, None
-        if admitted is None:  # not screened (cannot happen): refuse rather than guess
+        screened, self._next = self._next, None
+        if screened is None:  # not screened (cannot happen): refuse rather than guess
             sip.reject(500, "Server Internal Error")
             self.uas._calls.pop(sip.call_id, None)
             return
-        dialog = _Dialog(call_id="SIP" + uuid.uuid4().hex, admitted=admitted, sip=sip)
+        admitted, terms = screened
+        if self.wire.transport_to(sip.source_addr) != "UDP":
+            sip.retransmit_2xx = False  # a stream delivers the 200 OK or the connection fails
+        # The UAS granted every INVITE a timer: keep it only for those that asked, on our terms.
+        sip.session_interval = terms.interval if terms else None
+        sip.session_refresher_us = terms.we_refresh if terms else True
+        dialog = _Dialog(call_id="SIP" + uuid.uuid4().hex, admitted=admitted, sip=sip, terms=terms)
         self.dialogs[sip.call_id] = dialog
         self.guard.begin(admitted.source_ip)
         dialog.timings["invite"] = asyncio.get_running_loop().time()
@@ -137,9 +190,16 @@ class SipServer:
             dialog.task.cancel()
 
     def _on_ack_timeout(self, sip: SipInvite) -> None:
+        self._dropped(sip, "no ACK for 200 OK")
+
+    def _on_session_expired(self, sip: SipInvite) -> None:
+        """No refresh in time (RFC 4028 §10): the UAS has sent BYE."""
+        self._dropped(sip, "session timer expired without a refresh")
+
+    def _dropped(self, sip: SipInvite, why: str) -> None:
         dialog = self.dialogs.get(sip.call_id)
         if dialog is not None and dialog.line is not None:
-            log.warning("%s no ACK for 200 OK: call dropped", dialog.call_id)
+            log.warning("%s %s: call dropped", dialog.call_id, why)
             dialog.line.dropped = True
             self._spawn(dialog.line.transport.disconnected())
 
@@ -182,7 +242,7 @@ class SipServer:
                 refusal = "busy" if not host.draining else "draining"
             if refusal is not None:
                 released = True
-                sip.reject(486 if refusal == "busy" else 503)
+                self._refuse(dialog, refusal)
                 return
             # The record is written while the phone rings: the store's latency stays off INVITE -> 200.
             announced = self._spawn(host.announce(call_id, agent=agent, channel="sip", direction="inbound",
@@ -220,6 +280,15 @@ class SipServer:
                     await self._close_record(call_id, agent, "failed", announced)
         finally:
             await self._finish(dialog, media, watchdog, released=released)
+
+    def _refuse(self, dialog: _Dialog, refusal: str) -> None:
+        """486 when a cap is reached (the caller may try elsewhere); 503 + Retry-After while draining."""
+        if refusal == "busy":
+            dialog.sip.reject(486, "Busy Here")
+            return
+        dialog.sip._send_response(503, "Service Unavailable",
+                                  extra_headers={"Retry-After": str(self.config.retry_after_secs)})
+        dialog.sip.dialog.terminate()
 
     def _line(self, dialog: _Dialog, media: RtpMedia) -> SipCall:
         ledger = MarkLedger(prefix="rtp", mark_interval_secs=0.08)

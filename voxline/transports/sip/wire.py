@@ -1,4 +1,4 @@
-"""SIP over UDP: datagrams in, checked messages out to the dialog layer.
+"""SIP over UDP, TCP and TLS: messages in, checked, out to the dialog layer.
 
 We give aiosipua's UAS a transport of our own rather than its ``UdpSipTransport``:
 that one asserts ``isinstance(transport, asyncio.DatagramTransport)`` in
@@ -8,22 +8,31 @@ bounds first -- size, a start line that looks like SIP, a parse that cannot rais
 us, the mandatory headers, a body no shorter than its Content-Length -- and only then
 reaches the UAS. Garbage is counted and dropped; requests we can answer get a clear
 error (400, 501). Nothing a peer sent is logged verbatim.
+
+TCP and TLS connections (:mod:`.stream`) frame their messages and hand them to the
+same intake; :meth:`SipWire.send` answers on the connection a peer is using and over
+UDP otherwise, so the dialog layer never needs to know the transport.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiosipua import SipMessage, SipRequest, SipResponse, SipTransport, generate_tag
+from aiosipua.header_codec import parse_via, stringify_via
 from aiosipua.message import missing_required_headers
 from aiosipua.transport import _stamp_via_received
 
 from voxline.logsafe import clean
+
+if TYPE_CHECKING:
+    from .stream import StreamConnection
 
 log = logging.getLogger("voxline.sip")
 
@@ -39,6 +48,7 @@ OnResponse = Callable[[SipResponse, tuple[str, int]], None]
 @dataclass
 class WireStats:
     datagrams: int = 0
+    stream_messages: int = 0  # whole messages framed from TCP/TLS connections
     oversized: int = 0
     malformed: int = 0
     keepalives: int = 0
@@ -68,7 +78,7 @@ def reply(request: SipRequest, status: int, reason: str, headers: dict[str, str]
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, owner: UdpWire) -> None:
+    def __init__(self, owner: SipWire) -> None:
         self._owner = owner
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -82,8 +92,8 @@ class _Protocol(asyncio.DatagramProtocol):
 
 
 @dataclass
-class UdpWire(SipTransport):
-    """aiosipua ``SipTransport`` over our checked UDP socket."""
+class SipWire(SipTransport):
+    """aiosipua ``SipTransport`` over our checked UDP socket and stream connections."""
 
     max_datagram_bytes: int = 8192
     max_headers: int = 100
@@ -91,6 +101,7 @@ class UdpWire(SipTransport):
     screen: Screen | None = None
     on_response: OnResponse | None = None
     stats: WireStats = field(default_factory=WireStats)
+    streams: dict[tuple[str, int], StreamConnection] = field(default_factory=dict)  # by peer address
     _udp: asyncio.DatagramTransport | None = field(default=None, init=False, repr=False)
 
     async def start(self) -> None:
@@ -103,11 +114,28 @@ class UdpWire(SipTransport):
     def bound(self) -> tuple[str, int]:
         return self.local_addr
 
+    def transport_to(self, addr: tuple[str, int]) -> str:
+        """How ``addr`` reaches us: "UDP", or "TCP"/"TLS" while its connection is open."""
+        connection = self.streams.get(addr)
+        return connection.kind if connection is not None else "UDP"
+
     def send(self, message: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
+        connection = self.streams.get(addr)
+        if connection is not None:
+            connection.send(message)
+            return
         if self._udp is not None and not self._udp.is_closing():
             self._udp.sendto(bytes(message), addr)
 
     def send_reply(self, response: SipResponse) -> None:
+        """Via routing over UDP; on a stream, the connection the request came in on."""
+        via = response.via[0] if response.via else None
+        if via is not None and self.streams and via.received and via.rport:
+            with contextlib.suppress(ValueError):
+                connection = self.streams.get((via.received, int(via.rport)))
+                if connection is not None:
+                    connection.send(response)
+                    return
         try:
             super().send_reply(response)
         except ValueError:  # no Via to route by: nothing sensible to answer
@@ -119,16 +147,20 @@ class UdpWire(SipTransport):
             self._udp = None
 
     # -- receiving ------------------------------------------------------------
-    def received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.stats.datagrams += 1
+    def received(self, data: bytes, addr: tuple[str, int], *, max_bytes: int | None = None) -> None:
+        """One datagram, or one framed stream message (``max_bytes``: the stream's bound)."""
+        if max_bytes is None:
+            self.stats.datagrams += 1
+        else:
+            self.stats.stream_messages += 1
         try:
-            self._received(data, addr)
+            self._received(data, addr, max_bytes or self.max_datagram_bytes)
         except Exception as e:  # a bug in a handler must never take the socket down
             self.stats.errors += 1
             log.error("- SIP message from %s:%d could not be handled: %s", addr[0], addr[1], where(e))
 
-    def _received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if len(data) > self.max_datagram_bytes:
+    def _received(self, data: bytes, addr: tuple[str, int], max_bytes: int) -> None:
+        if len(data) > max_bytes:
             self.stats.oversized += 1
             return
         if not data.strip(b"\r\n\0 "):  # RFC 5626 keepalive (CRLF) or padding
@@ -157,6 +189,8 @@ class UdpWire(SipTransport):
         missing = missing_required_headers(request)
         if "via" not in missing:
             _stamp_via_received(request, addr)  # answers go back where the request came from
+            if addr in self.streams:
+                _stamp_connection(request, addr)
         if missing:
             self.stats.malformed += 1
             if "via" not in missing:
@@ -190,6 +224,16 @@ class UdpWire(SipTransport):
     def _error(self, request: SipRequest, status: int, reason: str) -> None:
         self.send_reply(reply(request, status, reason, user_agent=self.user_agent))
 
+
+def _stamp_connection(request: SipRequest, addr: tuple[str, int]) -> None:
+    """A request that came over a stream is answered on its connection (RFC 3261 §18.2.2):
+    the top Via records that connection's address, which :meth:`SipWire.send_reply` reads."""
+    vias = request.headers.get("via")
+    via = parse_via(vias[0])
+    via.params["received"], via.params["rport"] = addr[0], str(addr[1])
+    request.headers.remove("Via")
+    for value in (stringify_via(via), *vias[1:]):
+        request.headers.append("Via", value)
 
 
 def where(e: BaseException) -> str:
