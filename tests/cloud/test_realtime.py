@@ -146,3 +146,24 @@ async def _show(tmp_path):
     import asyncio
 
     return await asyncio.to_thread(calls_show, tmp_path / "calls.db")
+
+
+async def test_a_silent_caller_is_reprompted_and_told_goodbye_by_the_model(tmp_path):
+    reprompt, goodbye = "Are you still there?", "Goodbye for now."
+    async with FakeRealtime(replies=[HELLO, RealtimeReply(text=reprompt), RealtimeReply(text=goodbye)]) as fake:
+        spec = realtime_agent(fake, tmp_path)
+        spec = spec.model_copy(update={"idle": spec.idle.model_copy(update={
+            "reprompt_after_secs": 1.0, "max_reprompts": 1, "reprompt": reprompt, "goodbye": goodbye})})
+        report = await call(spec, [Turn(silence=12)], tmp_path / "calls.db")
+        session = fake.sessions[0]
+
+    # No TTS in a realtime call: the reprompt and the goodbye were asked of the model...
+    said = [e["item"]["content"][0]["text"] for e in session.of("conversation.item.create")
+            if e["item"]["type"] == "message" and e["item"]["role"] == "system"]
+    assert any(reprompt in s for s in said) and any(goodbye in s for s in said)
+    assert len(session.of("response.create")) == 3  # the opening, the reprompt, the goodbye
+    # ...spoken, played to the end, and the call hung up after the goodbye.
+    assert report.end_reason == "caller_silent"
+    show, _ = await _show(tmp_path)
+    heard = [t["heard"] for t in show["turns"] if t["role"] == "assistant" and t["text"]]
+    assert heard == [f"Hello, front desk. {reprompt} {goodbye}"]  # no caller turn between them

@@ -43,7 +43,7 @@ from voxline.integrations.tools.runtime import (
 from voxline.processors.answer_guard import AnswerGuard
 from voxline.processors.call_log import CallLog
 from voxline.processors.grounding import GroundingGuard
-from voxline.processors.realtime import RealtimeOpening, opening_instruction
+from voxline.processors.realtime import RealtimeOpening, RealtimeSpeech, opening_instruction
 from voxline.processors.speech_text import apply_stt_hints, use_speakable
 from voxline.spec import AgentSpec
 
@@ -185,7 +185,7 @@ def build_pipeline(
         context.add_message({"role": "system", "content": opening_instruction(spec.greeting)})
         return Pipeline([
             transport.input(), RealtimeOpening(), *ext.before_stt, *ext.before_llm, aggregators.user(),
-            services.llm,
+            RealtimeSpeech(), services.llm,
             *ext.after_llm, *ext.before_output, transport.output(), *ext.after_output,
             aggregators.assistant(),
         ]), aggregators

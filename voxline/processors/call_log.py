@@ -117,6 +117,7 @@ class CallLog(BaseObserver):
         # engine: realtime — audio to and from the speech-to-speech model is metered
         # (realtime_audio_secs): what the caller sent counts for the turn it opens.
         self.realtime = False
+        self._new_utterance = False  # the next words played start a new utterance
         self._pending_usage: dict[str, float] = {}
         self._waiting_failovers: dict[str, list[dict[str, Any]]] = {}  # stage -> switches between turns
         self._pending_providers: dict[str, dict[str, Any]] = {}
@@ -183,6 +184,7 @@ class CallLog(BaseObserver):
             self._measure("tts_ttfb", "tts_start", now)
         elif isinstance(frame, BotStartedSpeakingFrame):
             self.bot_speaking = True
+            self._new_utterance = True
             self._pending_since = None
             self.last_activity = now
         elif isinstance(frame, BotStoppedSpeakingFrame):
@@ -246,9 +248,11 @@ class CallLog(BaseObserver):
         elif isinstance(frame, TTSTextFrame):
             # Released as its audio plays: what the caller was actually played, in order.
             if getattr(frame, "includes_inter_frame_spaces", False):  # pieces of words (realtime)
-                self.current.agent_text = (self.current.agent_text + frame.text).lstrip()
+                gap = " " if self._new_utterance and self.current.agent_text else ""
+                self.current.agent_text = (self.current.agent_text + gap + frame.text).lstrip()
             else:
                 self.current.agent_text = f"{self.current.agent_text} {frame.text}".strip()
+            self._new_utterance = False
             self.last_activity = now
 
     # Called by the session from the context aggregators' events.

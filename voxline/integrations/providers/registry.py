@@ -232,23 +232,28 @@ def build_realtime(block: ProviderBlock, *, max_tool_calls_per_turn: int, langua
 BUILDERS: dict[str, Callable[..., Any]] = {"stt": build_stt, "llm": build_llm, "tts": build_tts}
 
 
-def wants_chain(blocks: list[ProviderBlock]) -> bool:
-    """A list fails over; a lone block only when it sets its own ``retry``."""
-    return len(blocks) > 1 or "retry" in blocks[0].model_fields_set
+def wants_chain(kind: str, blocks: list[ProviderBlock]) -> bool:
+    """A list fails over. A lone block over the network (one with a probe) is a chain of
+    one, so its retries, timeouts and health are the same as in a list; a lone local
+    model stays bare (it has no 5xx or 429 to retry) unless it sets its own ``retry``."""
+    return (len(blocks) > 1 or "retry" in blocks[0].model_fields_set
+            or _provider(kind, blocks[0]).probe is not None)
 
 
 def build_chain(kind: str, blocks: list[ProviderBlock], **kwargs: Any) -> Any:
-    """The service for one stage: a bare service for one block, else a failover chain
-    (the vendor SDKs' own retries off: the chain's are bounded and come first)."""
+    """The service for one stage: a bare service for one local block, else a failover
+    chain (the vendor SDKs' own retries off: the chain's are bounded and come first)."""
     build = BUILDERS[kind]
-    if not wants_chain(blocks):
+    if not wants_chain(kind, blocks):
         return build(blocks[0], **kwargs)
     from voxline.integrations.providers.failover import CHAINS, Member
+    from voxline.integrations.providers.failover.health import key_of
 
     members = []
     for i, block in enumerate(blocks):
         service = without_sdk_retries(build(block, **kwargs))
         probe = _provider(kind, block).probe
         members.append(Member(i, service, block.provider, block,
-                              probe=(lambda p=probe, b=block: p(b)) if probe else None))
+                              probe=(lambda p=probe, b=block: p(b)) if probe else None,
+                              key=key_of(kind, block) if probe else None))
     return CHAINS[kind](members)

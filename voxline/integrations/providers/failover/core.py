@@ -21,7 +21,9 @@ The stage (llm.py, tts.py, stt.py) redoes the turn on the next member: the LLM r
 the same context again (or continues what the caller already heard), the TTS
 synthesizes the text not spoken yet, the STT is given the utterance's audio again.
 A member that failed is probed in the background (bounded, with backoff) and taken
-back at the next turn once healthy. Every switch is announced with a
+back at the next turn once healthy. A member with a probe (every cloud provider) has
+its health kept per worker (health.py): a call that starts while it is down starts on
+the next member, and one probe serves every call. Every switch is announced with a
 :class:`FailoverFrame`, which the call log counts.
 """
 
@@ -31,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,11 +51,11 @@ from pipecat.pipeline.service_switcher import ServiceSwitcher, ServiceSwitcherSt
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from voxline.errors import ProviderError, ProviderStalled, ProviderTimeout, translate
+from voxline.integrations.providers.failover.health import Key, Probe, board
 from voxline.spec import ProviderBlock
 
 log = logging.getLogger("voxline.failover")
 
-Probe = Callable[[], Awaitable[None]]  # raises when the provider is not healthy
 LIFECYCLE = (StartFrame, EndFrame, CancelFrame)
 RECONNECT_SECS = 3.0
 DOWN, UP = FrameDirection.DOWNSTREAM, FrameDirection.UPSTREAM
@@ -80,12 +82,24 @@ class Member:
     provider: str
     block: ProviderBlock
     probe: Probe | None = None
-    healthy: bool = True
+    key: Key | None = None  # with a probe: the worker's health board knows it by this
+    failed_here: bool = False  # failed in this call (its service needs a fresh start)
     failures: int = 0
 
     @property
     def retry(self) -> Any:
         return self.block.retry
+
+    @property
+    def healthy(self) -> bool:
+        if self.failed_here:
+            return False
+        if self.key is None:
+            return True
+        try:
+            return board().healthy(self.key)
+        except RuntimeError:  # no event loop: nothing has run, nothing has failed
+            return True
 
     def __repr__(self) -> str:
         return f"{self.provider}#{self.index}"
@@ -180,7 +194,38 @@ class FailoverService(ServiceSwitcher):
         self._wake = asyncio.Event()
         self._watchdog: asyncio.Task[Any] | None = None
         self.failovers = 0
+        self._closed = False
         super().__init__([m.service for m in members], _Strategy)
+
+    async def setup(self, setup: Any) -> None:
+        await super().setup(setup)
+        for m in self.members:
+            if m.key is not None:
+                board().watch(m.key, self)
+        # A call that starts while its primary is down (another call found out) starts
+        # on the first healthy member; before StartFrame, nothing has been routed yet.
+        first = next((m for m in self.members if m.healthy), None)
+        if first is not None and first is not self.active:
+            log.info("%s starts on %s: %s is down in this worker", self.stage, first, self.members[0])
+            self.strategy._active_service = first.service  # Pipecat has no public setter
+
+    def provider_healed(self, key: Key) -> None:
+        """The worker's probe found ``key`` healthy again (health.py calls this)."""
+        if self._closed:
+            return
+        for m in self.members:
+            if m.key == key:
+                self._spawn(self._rejoin(m))
+
+    async def _rejoin(self, member: Member) -> None:
+        if member.failed_here:
+            try:
+                await recover(member.service)
+            except Exception as e:  # noqa: BLE001 - it stays out of this call
+                log.info("%s %s did not reconnect: %s", self.stage, member, translate(e).reason)
+                return
+            member.failed_here = False
+        self._take_back()
 
     # -- layout ------------------------------------------------------------------------
     def _make_pipeline_definitions(self, services: list[FrameProcessor], strategy: Any) -> list[Any]:
@@ -392,30 +437,31 @@ class FailoverService(ServiceSwitcher):
 
     def _mark_failed(self, member: Member) -> None:
         member.failures += 1
-        if not member.healthy:
+        if member.failed_here:
             return
-        member.healthy = False
+        member.failed_here = True
+        if member.key is not None and member.probe is not None:
+            board().failed(member.key, member.probe, member.retry)  # one probe per worker
+            return
         if member.index not in self._probes:
             task = self.create_task(self._probe_until_healthy(member), f"probe-{member}")
             self._probes[member.index] = task
             task.add_done_callback(lambda _t, i=member.index: self._probes.pop(i, None))
 
     async def _probe_until_healthy(self, member: Member) -> None:
+        """A member without a probe of its own: a fresh start of its service is the probe."""
         retry = member.retry
         interval = retry.probe_interval_secs
         for n in range(retry.max_probes):
             await asyncio.sleep(interval)
             try:
-                if member.probe is not None:
-                    await asyncio.wait_for(member.probe(), timeout=retry.attempt_timeout_secs
-                                           + retry.stall_timeout_secs + 5.0)
                 await recover(member.service)
             except Exception as e:  # noqa: BLE001 - any failure means: not yet
                 log.info("%s %s probe %d failed: %s", self.stage, member, n + 1, translate(e).reason)
                 interval = min(interval * 2, retry.probe_max_interval_secs)
                 continue
             log.info("%s %s is healthy again", self.stage, member)
-            member.healthy = True
+            member.failed_here = False
             self._take_back()
             return
         log.warning("%s %s stays out for this call after %d probes", self.stage, member, retry.max_probes)
@@ -474,6 +520,7 @@ class FailoverService(ServiceSwitcher):
         task.add_done_callback(self._tasks.discard)
 
     async def cleanup(self) -> None:
+        self._closed = True
         for task in [*self._tasks, *self._probes.values(), *([self._watchdog] if self._watchdog else [])]:
             await self.cancel_task(task)
         self._watchdog = None

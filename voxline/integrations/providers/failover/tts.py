@@ -242,5 +242,5 @@ class TTSFailover(FailoverService):
 
     def _previous(self, member: Member) -> Member:
         """The member that was speaking before ``member`` took over."""
-        failed = [m for m in self.members if not m.healthy and m is not member]
+        failed = [m for m in self.members if m.failed_here and m is not member]
         return failed[-1] if failed else member
