@@ -155,3 +155,15 @@ def test_config_from_env() -> None:
 def test_sip_message_with_wrong_length_parses_without_raising() -> None:
     message = SipMessage.parse(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 99\r\n\r\nshort")
     assert message.body == b"short"  # the wire layer answers this 400 before anyone uses it
+
+
+def test_register_target_from_env() -> None:
+    from voxline.transports.sip.register import parse_register, refresh_after
+
+    target = parse_register("sip:frontdesk:p%40ss@trunk.example.com:5080")
+    assert (target.user, target.password, target.host, target.port) == ("frontdesk", "p@ss", "trunk.example.com", 5080)
+    assert target.aor == "sip:frontdesk@trunk.example.com" and "p@ss" not in repr(target)
+    assert parse_register("sip:100:x@10.0.0.1").registrar_uri == "sip:10.0.0.1"
+    with pytest.raises(VoxlineError, match="VOXLINE_SIP_REGISTER"):
+        parse_register("sip:nopassword@host")
+    assert refresh_after(600) == 570 and refresh_after(40) == 20

@@ -1,8 +1,10 @@
 """Who may call, which agent answers, and what media: checked before anything is stored.
 
 An INVITE passes, in order: the per-source flood bounds (else silence), trust
-(a ``VOXLINE_SIP_ALLOW`` address, or digest credentials: else 401/403), the dialed
-number (the Request-URI's user part in ``routes.yaml`` ``numbers``: else 404), and an
+(a ``VOXLINE_SIP_ALLOW`` address or the registrar we registered at, or digest
+credentials: else 401/403), the dialed number (the Request-URI's user part in
+``routes.yaml`` ``numbers``; when the Request-URI is our registered Contact, the To
+header's number, as a trunk sends it: else 404), and an
 SDP offer we can answer (else 488). Authentication comes before routing, so an
 unauthenticated peer cannot enumerate numbers.
 
@@ -58,6 +60,8 @@ class Admission:
         self.config = config
         self.numbers = {normalize_number(k): v for k, v in numbers.items()}
         self.guard = guard
+        self.trusted_ips: set[str] = set()  # registrars we registered at
+        self.contact_users: set[str] = set()  # our registered Contact's user: route by To
         self.digest = DigestAuth(config.users, realm=config.realm, secret=config.nonce_secret,
                                  ttl_secs=config.nonce_ttl_secs, max_nonces=config.limits.nonces_tracked)
 
@@ -79,7 +83,7 @@ class Admission:
         if not self.guard.allow_invite(ip):
             return Refused(None)
         user: str | None = None
-        if not self.config.trusted(ip):
+        if not self.config.trusted(ip) and ip not in self.trusted_ips:
             if not self.digest.users:
                 log.info("- INVITE from %s refused: not an allowed address", ip)
                 return Refused(403, "Forbidden")
@@ -95,6 +99,9 @@ class Admission:
                 return Refused(403, "Forbidden")
             user = result.user
         routed = self.route(request.uri)
+        to_addr = request.to_addr
+        if routed is None and _user_part(request.uri) in self.contact_users and to_addr is not None:
+            routed = self.route(f"sip:{to_addr.uri.user}@{to_addr.uri.host}") if to_addr.uri.user else None
         if routed is None:
             dialed = _user_part(request.uri)
             log.info("- INVITE from %s to unrouted number %s", ip, redact_number(dialed))

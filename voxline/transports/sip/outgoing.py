@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 
 from aiosipua import SipRequest, SipResponse
+from aiosipua.utils import generate_branch
 
 from .wire import SipWire
 
@@ -64,3 +65,20 @@ class ClientRequests:
             self._provisional.add(key)
         else:
             future.set_result(response)
+
+
+def new_request(method: str, uri: str, *, from_: str, to: str, call_id: str, cseq: int,
+                via: tuple[str, int], contact: str | None = None, user_agent: str | None = None) -> SipRequest:
+    """An out-of-dialog request (REGISTER, INVITE) from ``via``, our signalling address."""
+    request = SipRequest(method=method, uri=uri)
+    request.headers.append("Via", f"SIP/2.0/UDP {via[0]}:{via[1]};branch={generate_branch()};rport")
+    request.headers.set_single("Max-Forwards", "70")
+    request.headers.set_single("From", from_)
+    request.headers.set_single("To", to)
+    request.headers.set_single("Call-ID", call_id)
+    request.headers.set_single("CSeq", f"{cseq} {method}")
+    if contact:
+        request.headers.set_single("Contact", contact)
+    if user_agent:
+        request.headers.set_single("User-Agent", user_agent)
+    return request

@@ -39,6 +39,7 @@ from .call import SipCall
 from .config import SipConfig
 from .guard import SourceGuard
 from .outgoing import ClientRequests
+from .register import Registration, parse_register
 from .rtp import RATE, PortPool, RtpMedia
 from .sdp import SdpError, build_answer, parse_offer
 from .stream import StreamListener, tls_context
@@ -78,6 +79,8 @@ class SipServer:
         self.uas.on_ack_timeout, self.uas.on_reinvite = self._on_ack_timeout, self._on_reinvite
         self.uas.on_session_expired = self._on_session_expired
         self.listeners: list[StreamListener] = []
+        self.registration: Registration | None = None
+        self._register_to = parse_register(config.register) if config.register else None  # fails fast
         self.dialogs: dict[str, _Dialog] = {}  # by the peer's SIP Call-ID
         self._next: tuple[Admitted, SessionTerms | None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -105,6 +108,14 @@ class SipServer:
                     raise
                 self.wire.local_addr = (self.config.host, 0)
         self.uas.advertised_addr = (self.config.advertised_host, self.address[1])
+        if self._register_to is not None:
+            target, contact = self._register_to, self.uas.advertised_addr
+            self.admission.contact_users.add(target.user)
+            self.registration = Registration(self.requests, target, contact=contact,
+                                             expires=self.config.register_expires_secs,
+                                             user_agent=self.config.user_agent,
+                                             on_address=lambda addr: self.admission.trusted_ips.add(addr[0]))
+            self._spawn(self.registration.run())
         kinds = "/".join(["udp", *(s.kind.lower() for s in self.listeners)])
         log.info("- SIP listening on %s %s:%d%s", kinds, *self.address,
                  f" (tls on {self.tls_address[1]})" if self.tls_address else "")
@@ -132,6 +143,8 @@ class SipServer:
         return any(d.sip.source_addr == addr for d in self.dialogs.values())
 
     async def close(self) -> None:
+        if self.registration is not None:
+            await self.registration.unregister()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
