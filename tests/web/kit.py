@@ -112,7 +112,8 @@ class Script:
     memory: bool = True
 
 
-def agent_spec(script: Script, base_dir: Path) -> AgentSpec:
+def agent_data(script: Script) -> dict[str, Any]:
+    """The test agent as its YAML would say it."""
     data: dict[str, Any] = {
         "name": "restaurant",
         "greeting": script.greeting,
@@ -125,7 +126,11 @@ def agent_spec(script: Script, base_dir: Path) -> AgentSpec:
     }
     if script.max_concurrent_calls:
         data["limits"] = {"max_concurrent_calls": script.max_concurrent_calls}
-    spec = parse_spec(data, base_dir=base_dir)
+    return data
+
+
+def agent_spec(script: Script, base_dir: Path) -> AgentSpec:
+    spec = parse_spec(agent_data(script), base_dir=base_dir)
     return with_web(spec, WebSettings(allowed_origins=script.allowed_origins))
 
 

@@ -126,14 +126,23 @@ class WebRTCSessions:
 
     @staticmethod
     async def _wait_connected(connection: Any, timeout: float) -> bool:
-        """Until the peer is connected (polled: an ICE restart replaces ``connection.pc``)."""
+        """Until the peer is connected. Woken by the peer's state change (the greeting
+        waits on this), re-checked every 50 ms: an ICE restart replaces ``connection.pc``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while connection.pc.connectionState != "connected":
-            if connection.pc.connectionState == "closed" or loop.time() >= deadline:
-                return False
-            await asyncio.sleep(0.02)
-        return True
+        changed = asyncio.Event()
+        pc = connection.pc
+        pc.on("connectionstatechange", changed.set)
+        try:
+            while connection.pc.connectionState != "connected":
+                if connection.pc.connectionState == "closed" or loop.time() >= deadline:
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(0.05, max(0.0, deadline - loop.time())))
+                changed.clear()
+            return True
+        finally:
+            pc.remove_listener("connectionstatechange", changed.set)
 
     async def close(self) -> None:
         for task in list(self._tasks):
