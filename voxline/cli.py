@@ -173,7 +173,7 @@ def serve(
     port: Annotated[int, typer.Option()] = 8080,
     workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
     log_level: Annotated[str, typer.Option(help="debug | info | warning | error")] = "info",
-    sip: Annotated[str | None, typer.Option(help="Also answer SIP calls (UDP) on HOST:PORT.")] = None,
+    sip: Annotated[str | None, typer.Option(help="Also answer SIP calls (UDP and TCP) on HOST:PORT.")] = None,
 ) -> None:
     """Serve calls (Twilio webhooks and media streams) for every agent in a folder.
 
@@ -194,12 +194,25 @@ def call(
     agent: Annotated[str, typer.Option(help="The agent that speaks.")],
     server: Annotated[str, typer.Option(help="The running voxline server.")] = "http://127.0.0.1:8080",
     from_: Annotated[str | None, typer.Option("--from", help="Caller id.")] = None,
+    via: Annotated[str, typer.Option(help="twilio: through the running server; sip: from here, "
+                                          "through $VOXLINE_SIP_TRUNK.")] = "twilio",
+    agents: Annotated[Path | None, typer.Option(help="With --via sip: the agents folder.")] = None,
 ) -> None:
-    """Place an outbound call through a running server (needs $VOXLINE_API_KEY)."""
-    from voxline.server import place_call
-
+    """Place an outbound call through a running server (needs $VOXLINE_API_KEY), or
+    with --via sip through a SIP trunk from this process (the call runs until it ends)."""
     try:
-        answer = asyncio.run(place_call(number, agent, server=server, from_=from_))
+        if via == "sip":
+            if agents is None:
+                raise VoxlineError("--via sip needs --agents DIR")
+            from voxline.transports.sip.place import call_via_sip
+
+            answer = asyncio.run(call_via_sip(number, agent, agents_dir=agents, from_=from_))
+        elif via == "twilio":
+            from voxline.server import place_call
+
+            answer = asyncio.run(place_call(number, agent, server=server, from_=from_))
+        else:
+            raise VoxlineError(f"--via {via!r}: expected twilio or sip")
     except VoxlineError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None

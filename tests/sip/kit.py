@@ -88,3 +88,34 @@ def _remove_traces(workdir: Path, scenario: str) -> None:
 
 def _read_traces(workdir: Path, scenario: str) -> str:
     return "".join(p.read_text(errors="replace") for p in workdir.glob(f"{scenario}_*_messages.log"))
+
+
+def free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def start_sipp_uas(scenario: str, port: int, workdir: Path, *,
+                         timeout: float = 40.0) -> asyncio.subprocess.Process:
+    """SIPp as the called party on 127.0.0.1:``port`` for one call (``-sn uas`` or ``scenarios/NAME.xml``)."""
+    await asyncio.to_thread(_remove_traces, workdir, scenario)
+    which = ["-sn", "uas"] if scenario == "uas" else ["-sf", str(SCENARIOS / f"{scenario}.xml")]
+    cmd = ["sipp", *which, "-i", "127.0.0.1", "-p", str(port), "-m", "1", "-nostdin", "-trace_msg",
+           "-trace_err", "-timeout", f"{int(timeout)}s", "-timeout_error"]
+    return await asyncio.create_subprocess_exec(*cmd, cwd=workdir, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+
+
+async def finish_sipp(proc: asyncio.subprocess.Process, workdir: Path, scenario: str,
+                      timeout: float = 30.0) -> SippRun:
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+    name = "uac_uas" if scenario == "uas" else scenario  # -sn uas names its traces after its file
+    messages = await asyncio.to_thread(_read_traces, workdir, name)
+    return SippRun(proc.returncode if proc.returncode is not None else -1, out.decode(errors="replace"), messages)

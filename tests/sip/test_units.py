@@ -157,13 +157,19 @@ def test_sip_message_with_wrong_length_parses_without_raising() -> None:
     assert message.body == b"short"  # the wire layer answers this 400 before anyone uses it
 
 
-def test_register_target_from_env() -> None:
-    from voxline.transports.sip.register import parse_register, refresh_after
+def test_sip_accounts_from_env() -> None:
+    from voxline.transports.sip.account import parse_account
+    from voxline.transports.sip.register import refresh_after
 
-    target = parse_register("sip:frontdesk:p%40ss@trunk.example.com:5080")
+    target = parse_account("sip:frontdesk:p%40ss@trunk.example.com:5080", "VOXLINE_SIP_REGISTER", credentials=True)
     assert (target.user, target.password, target.host, target.port) == ("frontdesk", "p@ss", "trunk.example.com", 5080)
     assert target.aor == "sip:frontdesk@trunk.example.com" and "p@ss" not in repr(target)
-    assert parse_register("sip:100:x@10.0.0.1").registrar_uri == "sip:10.0.0.1"
+    assert target.uri("+15550001111") == "sip:+15550001111@trunk.example.com:5080"
+    assert parse_account("sip:100:x@10.0.0.1", "X").registrar_uri == "sip:10.0.0.1"
+    ip_trunk = parse_account("sip:10.0.0.9", "VOXLINE_SIP_TRUNK")
+    assert ip_trunk.user is None and ip_trunk.auth() is None and ip_trunk.port == 5060
     with pytest.raises(VoxlineError, match="VOXLINE_SIP_REGISTER"):
-        parse_register("sip:nopassword@host")
+        parse_account("sip:nopassword@host", "VOXLINE_SIP_REGISTER", credentials=True)
+    with pytest.raises(VoxlineError, match="VOXLINE_SIP_TRUNK"):
+        parse_account("http://trunk", "VOXLINE_SIP_TRUNK")
     assert refresh_after(600) == 570 and refresh_after(40) == 20

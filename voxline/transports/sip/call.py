@@ -17,13 +17,16 @@ import time
 from dataclasses import dataclass, field
 
 from aiosipua import DialogState, IncomingCall, SipRequest
+from pipecat.processors.aggregators.dtmf_aggregator import DTMFAggregator
 
 from voxline.errors import ProviderError
+from voxline.pipelines.host import IncomingCall as HostCall
 from voxline.transports.twilio.heard import HeardTextTracker
 from voxline.transports.twilio.marks import MarkLedger
 
+from .config import SipConfig
 from .outgoing import ClientRequests
-from .rtp import RtpMedia
+from .rtp import RATE, RtpMedia
 from .transport import SipTransport
 
 log = logging.getLogger("voxline.sip")
@@ -51,6 +54,25 @@ class SipCall:
     dropped: bool = False
     on_hold: bool = False  # the caller put us on hold (re-INVITE): silence is expected
     _bye_sent: bool = False
+
+    @classmethod
+    def open(cls, call_id: str, sip: IncomingCall, media: RtpMedia, *, requests: ClientRequests,
+             contact: tuple[str, int], config: SipConfig) -> SipCall:
+        """A line on ``media`` for the dialog ``sip`` (one we answered, or one we placed)."""
+        ledger = MarkLedger(prefix="rtp", mark_interval_secs=0.08)
+        transport = SipTransport(media, ledger, playout_delay_secs=config.playout_delay_secs)
+        return cls(call_id=call_id, sip=sip, media=media, transport=transport, ledger=ledger,
+                   heard=HeardTextTracker(ledger, call_id=call_id), requests=requests, contact=contact,
+                   media_timeout_secs=config.media_timeout_secs)
+
+    def for_host(self, *, agent: str, direction: str, caller: str | None, dialed: str | None) -> HostCall:
+        """What the call host runs: this line, keypad digits to the agent, heard-text tracking."""
+        return HostCall(
+            call_id=self.call_id, agent=agent, channel="sip", direction=direction, caller=caller,
+            dialed=dialed, transport=self.transport, line=self, sample_rate=RATE,
+            before_llm=[DTMFAggregator(timeout=1.5)], before_output=[self.heard.observer],
+            after_output=[self.heard.gate], stats=self.stats, hangup=self.hung_up,
+        )
 
     # -- CallLine --------------------------------------------------------------
     @property

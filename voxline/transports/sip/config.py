@@ -15,6 +15,8 @@ trust lists and secrets (:meth:`SipConfig.from_env`):
   on the UDP port.
 - ``VOXLINE_SIP_REGISTER``: ``sip:USER:PASSWORD@REGISTRAR[:PORT]`` -- register there
   (digest, refreshed before expiry) so a trunk or PBX sends calls without a static route.
+- ``VOXLINE_SIP_TRUNK``: ``sip:[USER:PASSWORD@]HOST[:PORT]`` -- where outbound calls go
+  (default: the registered account).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ TLS_CERT_ENV = "VOXLINE_SIP_TLS_CERT"
 TLS_KEY_ENV = "VOXLINE_SIP_TLS_KEY"
 TLS_PORT_ENV = "VOXLINE_SIP_TLS_PORT"
 REGISTER_ENV = "VOXLINE_SIP_REGISTER"
+TRUNK_ENV = "VOXLINE_SIP_TRUNK"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -85,6 +88,8 @@ class SipConfig:
     retry_after_secs: int = 30  # in the 503 a draining server answers
     register: str | None = None  # sip:USER:PASSWORD@REGISTRAR[:PORT]
     register_expires_secs: int = 600  # asked for; the registrar's answer wins
+    trunk: str | None = None  # sip:[USER:PASSWORD@]HOST[:PORT] for outbound calls
+    ring_timeout_secs: float = 45.0  # an outbound call nobody answers is cancelled
     limits: SipLimits = field(default_factory=SipLimits)
 
     @property
@@ -116,6 +121,7 @@ class SipConfig:
             tls_key=env.get(TLS_KEY_ENV) or None,
             tls_port=_port(env.get(TLS_PORT_ENV) or "5061", TLS_PORT_ENV),
             register=env.get(REGISTER_ENV) or None,
+            trunk=env.get(TRUNK_ENV) or None,
         )
         if bool(config.tls_cert) != bool(config.tls_key):
             raise VoxlineError(f"SIP over TLS needs both {TLS_CERT_ENV} and {TLS_KEY_ENV}")

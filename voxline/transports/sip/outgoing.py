@@ -82,3 +82,17 @@ def new_request(method: str, uri: str, *, from_: str, to: str, call_id: str, cse
     if user_agent:
         request.headers.set_single("User-Agent", user_agent)
     return request
+
+
+def ack_for_failure(invite: SipRequest, response: SipResponse) -> SipRequest:
+    """The ACK of a non-2xx final answer to our INVITE (RFC 3261 §17.1.1.3): same
+    transaction (top Via), the To tag of the answer."""
+    ack = SipRequest(method="ACK", uri=invite.uri)
+    ack.headers.append("Via", invite.headers.get_first("via") or "")
+    for name in ("From", "Call-ID", "Max-Forwards"):
+        ack.headers.set_single(name, invite.headers.get_first(name.lower()) or "")
+    ack.headers.set_single("To", response.headers.get_first("to") or "")
+    ack.headers.set_single("CSeq", f"{invite.cseq.seq if invite.cseq else 1} ACK")
+    for route in invite.headers.get("route"):
+        ack.headers.append("Route", route)
+    return ack

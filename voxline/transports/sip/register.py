@@ -14,48 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from urllib.parse import unquote
 
 from aiosipua import SipRequest, SipResponse
-from aiosipua.auth import SipDigestAuth, answer_challenge
+from aiosipua.auth import answer_challenge
 from aiosipua.utils import generate_call_id, generate_tag
 
-from voxline.errors import VoxlineError
-
-from .config import REGISTER_ENV
+from .account import SipAccount
 from .outgoing import ClientRequests, new_request
 
 log = logging.getLogger("voxline.sip")
-
-_TARGET = re.compile(r"^sips?:(?P<user>[^:@;]+):(?P<password>[^@;]*)@(?P<host>\[[^\]]+\]|[^:;>]+)(?::(?P<port>\d+))?$")
-
-
-@dataclass(frozen=True)
-class RegisterTarget:
-    user: str
-    password: str = field(repr=False)
-    host: str
-    port: int = 5060
-
-    @property
-    def aor(self) -> str:
-        return f"sip:{self.user}@{self.host}"
-
-    @property
-    def registrar_uri(self) -> str:
-        return f"sip:{self.host}" + (f":{self.port}" if self.port != 5060 else "")
-
-
-def parse_register(text: str) -> RegisterTarget:
-    m = _TARGET.match(text.strip())
-    if m is None:
-        raise VoxlineError(f"{REGISTER_ENV}: expected sip:USER:PASSWORD@REGISTRAR[:PORT]")
-    return RegisterTarget(unquote(m["user"]), unquote(m["password"]), m["host"].strip("[]"), int(m["port"] or 5060))
-
 
 def refresh_after(granted: int) -> float:
     """Seconds until we register again: half the interval, but no more than 30 s early."""
@@ -63,7 +32,7 @@ def refresh_after(granted: int) -> float:
 
 
 class Registration:
-    def __init__(self, requests: ClientRequests, target: RegisterTarget, *, contact: tuple[str, int],
+    def __init__(self, requests: ClientRequests, target: SipAccount, *, contact: tuple[str, int],
                  expires: int = 600, user_agent: str | None = None, retry_secs: tuple[float, float] = (5.0, 300.0),
                  on_address: Callable[[tuple[str, int]], None] | None = None) -> None:
         self.requests, self.target, self.contact, self.on_address = requests, target, contact, on_address
@@ -113,7 +82,7 @@ class Registration:
                 return None
             status = response.status_code
             if status in (401, 407) and credentials is None:
-                credentials = answer_challenge(SipDigestAuth(self.target.user, self.target.password), response,
+                credentials = answer_challenge(self.target.auth(), response,
                                                status, "REGISTER", self.target.registrar_uri)
                 if credentials is not None:
                     continue

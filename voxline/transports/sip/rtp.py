@@ -108,6 +108,12 @@ class RtpMedia:
         self._rtp: _Socket | None = None
         self._rtcp: _Socket | None = None
 
+    def agree(self, offer: MediaOffer) -> None:
+        """The far end's answer to our offer: where to send, and in which codec."""
+        if offer.payload_type != self.offer.payload_type:
+            self.codec = PcmuCodec() if offer.payload_type == 0 else PcmaCodec()
+        self.offer, self.remote = offer, offer.remote
+
     async def open(self, host: str) -> int:
         """Bind the first free port pair in the pool's range; returns the RTP port."""
         loop = asyncio.get_running_loop()

@@ -1,7 +1,9 @@
 """SDP offer/answer for one audio stream (RFC 3264): G.711 μ-law or A-law, RFC 4733 DTMF.
 
 We take the caller's first offered codec that we speak (their preference order) and
-answer with it and, if offered, ``telephone-event``. No usable codec: 488.
+answer with it and, if offered, ``telephone-event``. No usable codec: 488. When we
+place a call we offer PCMU, PCMA and ``telephone-event``, and read the answer the
+same way as an offer.
 """
 
 from __future__ import annotations
@@ -83,5 +85,18 @@ def build_answer(offer: MediaOffer, *, host: str, port: int, session_id: str) ->
     for direction in _ANSWER_DIRECTION:
         audio.attributes.pop(direction, None)
     audio.attributes[answer_direction] = []
+    sdp.session_name = "voxline"
+    return sdp
+
+
+# What we send before the far end has answered (nothing is sent until then).
+UNANSWERED = MediaOffer(remote=("0.0.0.0", 0), payload_type=0, dtmf_payload_type=101, direction="sendrecv")
+
+
+def build_offer(*, host: str, port: int, session_id: str) -> SdpMessage:
+    sdp = build_sdp(host, port, 0, "PCMU", dtmf_payload_type=101, session_id=session_id)
+    audio = sdp.media[0]
+    audio.formats.insert(1, "8")
+    audio.attributes["rtpmap"].insert(1, "8 PCMA/8000")
     sdp.session_name = "voxline"
     return sdp

@@ -26,25 +26,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiosipua import IncomingCall as SipInvite
-from aiosipua import SipRequest, SipUAS
-from pipecat.processors.aggregators.dtmf_aggregator import DTMFAggregator
+from aiosipua import SipRequest, SipResponse, SipUAC, SipUAS
 
 from voxline.logsafe import redact_number
-from voxline.pipelines.host import CallHost, IncomingCall
-from voxline.transports.twilio.heard import HeardTextTracker
-from voxline.transports.twilio.marks import MarkLedger
+from voxline.pipelines.host import CallHost
 
+from .account import parse_account
 from .admission import Admission, Admitted, Refused
 from .call import SipCall
-from .config import SipConfig
+from .config import REGISTER_ENV, SipConfig
+from .dial import SipDialer, trunk_from
 from .guard import SourceGuard
 from .outgoing import ClientRequests
-from .register import Registration, parse_register
-from .rtp import RATE, PortPool, RtpMedia
+from .register import Registration
+from .rtp import PortPool, RtpMedia
 from .sdp import SdpError, build_answer, parse_offer
 from .stream import StreamListener, tls_context
 from .timers import SessionTerms, session_terms
-from .transport import SipTransport
 from .wire import SipWire, quiet_library_logs, reply
 
 log = logging.getLogger("voxline.sip")
@@ -72,15 +70,20 @@ class SipServer:
         self.wire = SipWire(local_addr=(config.host, config.port), max_datagram_bytes=config.limits.max_datagram_bytes,
                             max_headers=config.limits.max_headers, user_agent=config.user_agent)
         self.requests = ClientRequests(self.wire)
-        self.wire.screen, self.wire.on_response = self._screen, self.requests.on_response
-        self.uas = SipUAS(self.wire, user_agent=config.user_agent, retransmit_2xx=True,
+        self.wire.screen, self.wire.on_response = self._screen, self._on_response
+        self.uac = SipUAC(self.wire)  # dialogs of the calls we place (aiosipua)
+        self.uas = SipUAS(self.wire, user_agent=config.user_agent, retransmit_2xx=True, uac=self.uac,
                           session_expires=config.session_expires_secs, min_se=config.session_min_se)
         self.uas.on_invite, self.uas.on_bye, self.uas.on_cancel = self._on_invite, self._on_bye, self._on_cancel
         self.uas.on_ack_timeout, self.uas.on_reinvite = self._on_ack_timeout, self._on_reinvite
         self.uas.on_session_expired = self._on_session_expired
         self.listeners: list[StreamListener] = []
         self.registration: Registration | None = None
-        self._register_to = parse_register(config.register) if config.register else None  # fails fast
+        trunk = trunk_from(config)  # fails fast on a malformed account
+        self.dialer = SipDialer(self, trunk, ring_timeout_secs=config.ring_timeout_secs) if trunk else None
+        self.placed: dict[str, SipCall] = {}  # lines of calls we placed, by SIP Call-ID
+        self._register_to = (parse_account(config.register, REGISTER_ENV, credentials=True)  # fails fast
+                             if config.register else None)
         self.dialogs: dict[str, _Dialog] = {}  # by the peer's SIP Call-ID
         self._next: tuple[Admitted, SessionTerms | None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -107,7 +110,7 @@ class SipServer:
                 if self.config.port != 0 or attempt == 19:
                     raise
                 self.wire.local_addr = (self.config.host, 0)
-        self.uas.advertised_addr = (self.config.advertised_host, self.address[1])
+        self.uas.advertised_addr = self.uac.advertised_addr = (self.config.advertised_host, self.address[1])
         if self._register_to is not None:
             target, contact = self._register_to, self.uas.advertised_addr
             self.admission.contact_users.add(target.user)
@@ -187,10 +190,16 @@ class SipServer:
         dialog.timings["invite"] = asyncio.get_running_loop().time()
         dialog.task = self._spawn(self._run(dialog))
 
+    def _on_response(self, response: SipResponse, addr: tuple[str, int]) -> None:
+        self.requests.on_response(response, addr)
+        if self.dialer is not None:
+            self.dialer.on_response(response, addr)
+
     def _on_bye(self, sip: SipInvite, request: SipRequest) -> None:
         dialog = self.dialogs.get(sip.call_id)
-        if dialog is not None and dialog.line is not None:
-            dialog.line.hung_up.set()
+        line = dialog.line if dialog is not None else self.placed.get(sip.call_id)
+        if line is not None:
+            line.hung_up.set()
 
     def _on_cancel(self, request: SipRequest, addr: tuple[str, int]) -> None:
         dialog = self.dialogs.get(request.call_id or "")
@@ -266,7 +275,7 @@ class SipServer:
             await media.open(self.config.host)
             if self.config.answer_delay_secs > 0:
                 await asyncio.sleep(self.config.answer_delay_secs)
-            line = self._line(dialog, media)
+            line = self.line(call_id, sip, media)
             sip.accept(build_answer(admitted.offer, host=self.config.advertised_host, port=media.port,
                                     session_id=call_id[-8:]))
             dialog.answered, dialog.line = True, line
@@ -279,7 +288,8 @@ class SipServer:
                      redact_number(admitted.caller), agent, admitted.offer.codec)
             watchdog = self._spawn(line.watch())
             released = True  # from here on the host owns the reservation
-            await host.run(self._incoming(dialog, line))
+            await host.run(line.for_host(agent=agent, direction="inbound", caller=admitted.caller,
+                                         dialed=admitted.dialed))
         except asyncio.CancelledError:
             if announced is not None and not dialog.answered:
                 log.info("%s canceled before answer", call_id)
@@ -303,22 +313,10 @@ class SipServer:
                                   extra_headers={"Retry-After": str(self.config.retry_after_secs)})
         dialog.sip.dialog.terminate()
 
-    def _line(self, dialog: _Dialog, media: RtpMedia) -> SipCall:
-        ledger = MarkLedger(prefix="rtp", mark_interval_secs=0.08)
-        transport = SipTransport(media, ledger, playout_delay_secs=self.config.playout_delay_secs)
-        heard = HeardTextTracker(ledger, call_id=dialog.call_id)
-        return SipCall(call_id=dialog.call_id, sip=dialog.sip, media=media, transport=transport, ledger=ledger,
-                       heard=heard, requests=self.requests, contact=self.uas.advertised_addr or self.address,
-                       media_timeout_secs=self.config.media_timeout_secs)
-
-    def _incoming(self, dialog: _Dialog, line: SipCall) -> IncomingCall:
-        a = dialog.admitted
-        return IncomingCall(
-            call_id=dialog.call_id, agent=a.agent, channel="sip", direction="inbound", caller=a.caller,
-            dialed=a.dialed, transport=line.transport, line=line, sample_rate=RATE,
-            before_llm=[DTMFAggregator(timeout=1.5)], before_output=[line.heard.observer],
-            after_output=[line.heard.gate], stats=line.stats, hangup=line.hung_up,
-        )
+    def line(self, call_id: str, sip: SipInvite, media: RtpMedia) -> SipCall:
+        """The call host's line for a dialog we answered or placed."""
+        return SipCall.open(call_id, sip, media, requests=self.requests,
+                            contact=self.uas.advertised_addr or self.address, config=self.config)
 
     async def _close_record(self, call_id: str, agent: str, reason: str, announced: asyncio.Task[None]) -> None:
         with contextlib.suppress(Exception):
