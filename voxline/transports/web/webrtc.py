@@ -1,12 +1,12 @@
 """WebRTC sessions with Pipecat's SmallWebRTC (aiortc): offer in, answer out, call on connect.
 
 We use :class:`SmallWebRTCConnection` and :class:`SmallWebRTCTransport` as Pipecat's
-request handler does, with three differences that the handler has no hooks for: the
+request handler does, with four differences that the handler has no hooks for: the
 offer must carry a verified session token; the call is handed to the host only once
 the peer connection is *connected* (a greeting spoken earlier would be written to a
-track nobody receives yet); and a connection that never connects is closed after
-``connect_timeout_secs``, its session id given back so that the widget's WebSocket
-fallback can use the same token.
+track nobody receives yet); the visitor's audio is buffered less (:mod:`.jitter`);
+and a connection that never connects is closed after ``connect_timeout_secs``, its
+session id given back so that the widget's WebSocket fallback can use the same token.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from voxline.logsafe import clean
 from .calls import SessionLedger
 from .config import WebConfig
 from .ice import ice_servers, keep_loopback_candidates, loopback_only, restrict_host_addresses
+from .jitter import shorten_audio_buffers
 from .tokens import SessionGrant
 
 log = logging.getLogger("voxline.web")
@@ -57,12 +58,14 @@ class WebRTCSessions:
         existing = self.peers.get(pc_id or "")
         if existing is not None and getattr(existing, "voxline_session", None) == grant.session_id:
             await existing.renegotiate(sdp=sdp, type=kind, restart_pc=restart)  # the widget's ICE restart
+            shorten_audio_buffers(existing.pc)
             return existing.get_answer()
         if not self.ledger.take(grant.session_id):
             return None
         connection = SmallWebRTCConnection(ice_servers=self._servers)
         connection.voxline_session = grant.session_id
         await connection.initialize(sdp=sdp, type=kind)
+        shorten_audio_buffers(connection.pc)
         answer = connection.get_answer()
         if answer is None:
             self.ledger.give_back(grant.session_id)
