@@ -48,7 +48,7 @@ demo: install
 	$(BIN)/voxline demo
 
 test: install-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: install-dev
 	$(BIN)/python benchmarks/turn_overhead.py

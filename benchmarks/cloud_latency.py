@@ -18,9 +18,13 @@ Injected latencies (per turn):
 
 Voice-to-voice is measured at the caller's ear (end of the caller's speech → first
 agent audio), as in benchmarks/turn_overhead.py. Variants: ``voxline`` (one block per
-stage, as ``Services.from_spec`` builds it), ``voxline_chain`` (each stage a healthy
-two-provider failover chain: what the chain costs when nothing fails) and ``bare``.
-Calls of the variants alternate so machine noise falls on all alike.
+stage, as ``Services.from_spec`` builds it: each a failover chain of one),
+``voxline_chain`` (each stage a healthy two-provider failover chain: what the chain
+costs when nothing fails), ``voxline_ungrounded`` (``guardrails.grounding: false``)
+and ``bare``. Calls of the variants alternate so machine noise falls on all alike.
+An observer on every pipeline notes when each stage of a turn first happened (turn
+end, transcript, LLM request, first LLM text, first text at the TTS, first TTS audio,
+first audio played), so what voxline adds is located stage by stage.
 
     python benchmarks/cloud_latency.py [--calls 4] [--turns 5]
 
@@ -39,6 +43,17 @@ import time
 from pathlib import Path
 
 from loguru import logger
+from pipecat.frames.frames import (
+    LLMContextFrame,
+    LLMTextFrame,
+    TextFrame,
+    TranscriptionFrame,
+    TTSAudioRawFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
@@ -46,6 +61,9 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMContextAggregatorPair,
     LLMUserAggregatorParams,
 )
+from pipecat.services.llm_service import LLMService
+from pipecat.services.tts_service import TTSService
+from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.workers.runner import WorkerRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -105,6 +123,54 @@ class FlashElevenLabs(FakeElevenLabs):
         await super()._generate(sender, sock, ctx, text, fmt)
 
 
+STAGES = ("turn_end", "transcript", "llm_request", "llm_first_text", "tts_text", "tts_first_audio", "played")
+
+
+class Stages(BaseObserver):
+    """When each stage of a turn first happened, in ms after the VAD heard the caller
+    stop: where a pipeline spends the time it adds, stage by stage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.turns: list[dict[str, float]] = []
+        self._stop: float | None = None
+        self._seen: dict[str, float] = {}
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        frame, src, now = data.frame, data.source, time.monotonic()
+        if isinstance(frame, TextFrame) and isinstance(data.destination, TTSService):
+            if self._stop is not None:  # text reaches the TTS after every hop before it
+                self._seen.setdefault("tts_text", (now - self._stop) * 1000)
+            return
+        if not data.first_push:
+            return
+        if isinstance(frame, UserStartedSpeakingFrame):
+            self._stop, self._seen = None, {}
+            return
+        if isinstance(frame, VADUserStoppedSpeakingFrame):
+            self._stop = now
+            return
+        if self._stop is None:
+            return
+        stage = None
+        if isinstance(frame, UserStoppedSpeakingFrame):
+            stage = "turn_end"
+        elif isinstance(frame, TranscriptionFrame):
+            stage = "transcript"
+        elif isinstance(frame, LLMContextFrame):
+            stage = "llm_request"
+        elif isinstance(frame, LLMTextFrame) and isinstance(src, LLMService):
+            stage = "llm_first_text"
+        elif isinstance(frame, TTSAudioRawFrame) and isinstance(src, TTSService):
+            stage = "tts_first_audio"
+        elif isinstance(frame, TTSAudioRawFrame) and isinstance(src, BaseOutputTransport):
+            stage = "played"
+        if stage and stage not in self._seen:
+            self._seen[stage] = (now - self._stop) * 1000
+            if stage == "played":
+                self.turns.append(dict(self._seen))
+
+
 class Fakes:
     def __init__(self) -> None:
         self.deepgram = SlowDeepgram([HEARD] * 500, interim_every_ms=None)
@@ -124,7 +190,7 @@ class Fakes:
             await f.stop()
 
 
-def spec(f: Fakes, chain: bool):  # type: ignore[no-untyped-def]
+def spec(f: Fakes, chain: bool, grounding: bool = True):  # type: ignore[no-untyped-def]
     stt = {"provider": "deepgram", "base_url": f.deepgram.url}
     llm = {"provider": "openai", "model": "gpt-4.1-mini", "base_url": f"{f.openai.url}/v1"}
     tts = {"provider": "elevenlabs", "voice": VOICE, "base_url": f.elevenlabs.url}
@@ -135,7 +201,7 @@ def spec(f: Fakes, chain: bool):  # type: ignore[no-untyped-def]
     return parse_spec({
         "name": "bench", "prompt": "You answer briefly.", "stt": stt, "llm": llm, "tts": tts,
         "turn": {"strategy": "silence", "stop_secs": 0.3}, "vad": {"stop_secs": 0.2},
-        "idle": {"reprompt_after_secs": 600},
+        "idle": {"reprompt_after_secs": 600}, "guardrails": {"grounding": grounding},
     })
 
 
@@ -154,10 +220,11 @@ def bare_services(f: Fakes) -> Services:
     )
 
 
-async def start(kind: str, f: Fakes, line: CallerLine):  # type: ignore[no-untyped-def]
+async def start(kind: str, f: Fakes, line: CallerLine, stages: Stages):  # type: ignore[no-untyped-def]
     if kind != "bare":
-        session = CallSession(spec(f, kind == "voxline_chain"), SimulatedTransport(line),
-                              audio_in_sample_rate=RATE, audio_out_sample_rate=RATE)
+        session = CallSession(spec(f, kind == "voxline_chain", grounding=kind != "voxline_ungrounded"),
+                              SimulatedTransport(line),
+                              audio_in_sample_rate=RATE, audio_out_sample_rate=RATE, observers=[stages])
         return asyncio.create_task(session.run()), session
     the_spec = spec(f, False)
     transport, services = SimulatedTransport(line), bare_services(f)
@@ -170,7 +237,7 @@ async def start(kind: str, f: Fakes, line: CallerLine):  # type: ignore[no-untyp
                          services.tts, transport.output(), aggregators.assistant()])
     worker = PipelineWorker(pipeline, params=PipelineParams(
         audio_in_sample_rate=RATE, audio_out_sample_rate=RATE, enable_metrics=True,
-        enable_usage_metrics=True), idle_timeout_secs=None, enable_rtvi=False)
+        enable_usage_metrics=True), idle_timeout_secs=None, enable_rtvi=False, observers=[stages])
     runner = WorkerRunner(handle_sigint=False, check_dangling_tasks=False)
 
     async def run() -> None:
@@ -180,9 +247,9 @@ async def start(kind: str, f: Fakes, line: CallerLine):  # type: ignore[no-untyp
     return asyncio.create_task(run()), worker
 
 
-async def one_call(kind: str, f: Fakes, speech: bytes, turns: int) -> list[float]:
+async def one_call(kind: str, f: Fakes, speech: bytes, turns: int, stages: Stages) -> list[float]:
     line = CallerLine(sample_rate=RATE)
-    task, handle = await start(kind, f, line)
+    task, handle = await start(kind, f, line, stages)
     await asyncio.sleep(1.5)
     samples = []
     for _ in range(turns):
@@ -217,16 +284,20 @@ async def main(calls: int, turns: int) -> dict:
     speech = bytes(int(RATE * 0.3) * 2) + synthesize(HEARD, RATE)
     fakes = Fakes()
     await fakes.start()
-    kinds = ["voxline", "voxline_chain", "bare"]
+    kinds = ["voxline", "voxline_chain", "voxline_ungrounded", "bare"]
     v2v: dict[str, list[float]] = {k: [] for k in kinds}
+    stages = {k: Stages() for k in kinds}
     try:
         for i in range(calls):
-            for kind in kinds[i % 3:] + kinds[:i % 3]:
-                v2v[kind] += await one_call(kind, fakes, speech, turns)
+            for kind in kinds[i % len(kinds):] + kinds[:i % len(kinds)]:
+                v2v[kind] += await one_call(kind, fakes, speech, turns, stages[kind])
     finally:
         await fakes.stop()
     stats = {k: summary(xs) for k, xs in v2v.items()}
-    vox, chain, bare = (stats[k]["p50"] for k in kinds)
+    # Each stage's p50 time after the VAD stop, and what each variant adds over bare.
+    at = {k: {s: round(statistics.median([t[s] for t in stages[k].turns if s in t]), 1)
+              for s in STAGES if any(s in t for t in stages[k].turns)} for k in kinds}
+    vox, chain, ungrounded, bare = (stats[k]["p50"] for k in kinds)
     return {
         "benchmark": "cloud_latency",
         "cascade": "deepgram nova-3 -> openai gpt-4.1-mini -> elevenlabs flash v2.5 (loopback fakes)",
@@ -236,13 +307,20 @@ async def main(calls: int, turns: int) -> dict:
                         "per_turn_to_first_audio": round(INJECTED_MS, 1)},
         "fixed_turn_taking_ms": {"vad_stop": 200, "turn_stop": 300},
         "voice_to_voice_ms": stats,
-        "ratio_p50": {"voxline_vs_bare": round(vox / bare, 3), "voxline_chain_vs_bare": round(chain / bare, 3)},
+        "ratio_p50": {"voxline_vs_bare": round(vox / bare, 3), "voxline_chain_vs_bare": round(chain / bare, 3),
+                      "voxline_ungrounded_vs_bare": round(ungrounded / bare, 3)},
         "added_by_voxline_ms_p50": round(vox - bare, 1),
         "added_by_failover_chain_ms_p50": round(chain - vox, 1),
+        # The grounding guardrail holds each clause until it ends; the TTS then waits
+        # for the next clause's first letter to know a sentence is over.
+        "added_by_grounding_ms_p50": round(vox - ungrounded, 1),
         # Voice-to-voice less the injected vendor latencies: turn-taking (VAD stop, turn
         # stop, which the Deepgram final overlaps) plus what each pipeline itself costs.
         "not_vendor_ms_p50": {k: round(stats[k]["p50"] - INJECTED_MS, 1) for k in kinds},
         "voxline_share_of_voice_to_voice": round((vox - bare) / vox, 4),
+        "stage_ms_after_vad_stop_p50": at,
+        "stage_added_vs_bare_ms_p50": {k: {s: round(at[k][s] - at["bare"][s], 1) for s in at[k] if s in at["bare"]}
+                                       for k in kinds if k != "bare"},
     }
 
 

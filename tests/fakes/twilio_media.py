@@ -278,6 +278,16 @@ class FakeTwilioCall:
         except websockets.ConnectionClosed:
             pass
 
+    async def wait_answered(self, since: float, *, quiet: float = 0.8, timeout: float = 30) -> None:
+        """Until the agent spoke after ``since`` (monotonic) and then went quiet for ``quiet`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ats = self.played_media_ats
+            if ats and ats[-1] > since and time.monotonic() - ats[-1] >= quiet:
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"the agent did not answer within {timeout} s")
+
     # -- assertions helpers ----------------------------------------------------
     def events(self, name: str) -> list[Received]:
         return [r for r in self.received if r.message.get("event") == name]

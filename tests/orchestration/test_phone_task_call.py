@@ -5,6 +5,7 @@ scripted restaurant talks to it, and its reported outcome comes back to the dial
 from __future__ import annotations
 
 import asyncio
+import time
 
 import yaml
 
@@ -76,10 +77,10 @@ async def test_a_task_call_over_twilio_reports_its_outcome(tmp_path):
             await asyncio.sleep(0.5)
             call.say(speech(RESTAURANT[0]) + silence(0.3))
             await call.wait_said()
-            await asyncio.sleep(5.0)  # the booker asks for the table
+            await call.wait_answered(time.monotonic())  # the booker asks for the table
             call.say(speech(RESTAURANT[1]) + silence(0.3))
             await call.wait_said()
-            outcome = await asyncio.wait_for(dial, 20)
+            outcome = await asyncio.wait_for(dial, 60)
             await call.close()
             record = await host.records.wait_closed(sid, 10)
             # A task call that never connects fails at once.

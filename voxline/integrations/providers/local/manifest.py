@@ -126,7 +126,9 @@ def _assemble(entry: ModelEntry, f: ModelFile, dest: Path) -> None:
             f"{entry.install_hint} (or put its files in {dest.parent})"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".partial")
+    # One partial file per process: two workers assembling the same model at once must
+    # not write into (or rename) each other's half-written file.
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.partial")
     tmp.unlink(missing_ok=True)
     if len(sources) == 1:
         tmp.symlink_to(sources[0])
