@@ -10,12 +10,15 @@ Prints one JSON object per N.
 Measured on our side of the wire:
 
 * ``invite_to_200_ms``: INVITE received -> 200 OK sent (includes admission, the
-  record write, RTP port allocation);
+  record write -- the call is answered once its row exists -- and RTP port allocation);
 * ``greeting_rtp_after_200_ms``: 200 OK sent -> first RTP packet of the greeting;
 * ``send_jitter_p99_ms``: lateness of each agent RTP packet against its 20 ms slot;
 * ``cpu_pct_per_call`` (of one core) and ``rss_mb_per_call`` while all calls are up.
 
-Usage: python benchmarks/sip_density.py [--ns 10,50,100] [--secs 15] [--rate 20]
+``--transport tcp`` places the calls over TCP, one connection per call (SIPp ``-t tn``).
+Each line also gives the load average of the machine, as the measurement depends on it.
+
+Usage: python benchmarks/sip_density.py [--ns 10,50,100] [--secs 15] [--rate 20] [--transport udp|tcp]
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run(ns: list[int], secs: float, rate: float) -> None:
+async def run(ns: list[int], secs: float, rate: float, transport: str = "udp") -> None:
     from tests.phone.kit import AgentScript, fake_services, speech, write_agents
     from tests.sip.kit import run_sipp
     from voxline.logsafe import install
@@ -78,7 +81,8 @@ async def run(ns: list[int], secs: float, rate: float) -> None:
     for n in ns:
         server.timings.clear()
         base_rss, cpu0 = rss_mb(), time.process_time()
-        sipp = asyncio.create_task(run_sipp("held_call", port, workdir, "-d", str(int(secs * 1000)),
+        mode = ["-t", "tn"] if transport == "tcp" else []
+        sipp = asyncio.create_task(run_sipp("held_call", port, workdir, "-d", str(int(secs * 1000)), *mode,
                                             "-l", str(n), "-r", str(rate), calls=n, timeout=secs + n / rate + 60))
         ramp = n / rate
         # Steady state: every call up and past its greeting; sample CPU, RSS and jitter there.
@@ -105,7 +109,7 @@ async def run(ns: list[int], secs: float, rate: float) -> None:
                 p99 = ms
                 break
         print(json.dumps({
-            "calls": n, "answered": len(invite_ok), "sipp_successful": result.successful,
+            "calls": n, "transport": transport, "answered": len(invite_ok), "sipp_successful": result.successful,
             "sipp_failed": result.failed, "up_at_once": calls_up, "hold_secs": secs, "rate_per_sec": rate,
             "invite_to_200_ms": {"p50": round(statistics.median(invite_ok), 1) if invite_ok else None,
                                  "p99": round(pct(invite_ok, 0.99), 1)},
@@ -118,6 +122,7 @@ async def run(ns: list[int], secs: float, rate: float) -> None:
             "rss_mb": round(peak_rss, 1),
             "cpu_secs_total": round(time.process_time() - cpu0, 1),
             "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
         }), flush=True)
     await server.close()
     await host.close()
@@ -128,8 +133,9 @@ def main() -> None:
     parser.add_argument("--ns", default="10,50,100", help="concurrent call counts, comma-separated")
     parser.add_argument("--secs", type=float, default=15.0, help="how long each call is held")
     parser.add_argument("--rate", type=float, default=20.0, help="new calls per second")
+    parser.add_argument("--transport", choices=("udp", "tcp"), default="udp", help="SIP transport of the calls")
     args = parser.parse_args()
-    asyncio.run(run([int(n) for n in args.ns.split(",")], args.secs, args.rate))
+    asyncio.run(run([int(n) for n in args.ns.split(",")], args.secs, args.rate, args.transport))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ async def test_call_over_tcp(sip_rig) -> None:
     record = await rig.only_call()
     assert record.end_reason == "caller_hung_up" and record.channel == "sip"
     assert record.status == "completed" and record.to == "+15550001111"
+    assert record.caller_id is not None and record.owner is not None  # the host took the ringing row over
     # Our answers named the transport, and nothing went over UDP.
     assert f"<sip:127.0.0.1:{rig.port};transport=tcp>" in run.messages
     stats = rig.server.wire.stats

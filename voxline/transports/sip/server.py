@@ -6,13 +6,14 @@
 
 Per INVITE (after :mod:`.admission` let it through, over UDP, TCP or TLS): 100 Trying
 (aiosipua), the session-timer terms (:mod:`.timers`), the host's admission under its
-caps (else 486 Busy Here, or 503 with Retry-After while draining), the record
-opened as ringing, 180 Ringing, an RTP port pair, optionally a ring delay, 200 OK with
-our SDP answer (retransmitted until ACK), then ``host.run`` until the call ends. BYE
-from the caller ends the call as ``caller_hung_up``; a CANCEL before the answer
-closes the record as ``canceled``; lost media or a session timer that ran out ends it
-as ``dropped``; when the call ends on our side we send BYE. Whatever happens, the dialog's port pair and
-bookkeeping are released.
+caps (else 486 Busy Here, or 503 with Retry-After while draining), the record opened
+as ringing while 180 Ringing goes out and an RTP port pair is bound, optionally a ring
+delay, 200 OK with our SDP answer once the record exists (retransmitted until ACK),
+then ``host.run`` until the call ends. BYE from the caller ends the call as
+``caller_hung_up``; a CANCEL before the answer closes the record as ``canceled``; lost
+media or a session timer that ran out ends it as ``dropped``; when the call ends on
+our side we send BYE. Whatever happens, the dialog's port pair and bookkeeping are
+released.
 """
 
 from __future__ import annotations
@@ -266,7 +267,8 @@ class SipServer:
                 released = True
                 self._refuse(dialog, refusal)
                 return
-            # The record is written while the phone rings: the store's latency stays off INVITE -> 200.
+            # The record is written while the phone rings, and the call is answered once it
+            # exists: a slow store rings a little longer rather than answering into silence.
             announced = self._spawn(host.announce(call_id, agent=agent, channel="sip", direction="inbound",
                                                   from_=admitted.caller, to=admitted.dialed, status="ringing"))
             sip.ringing()
@@ -275,15 +277,18 @@ class SipServer:
             await media.open(self.config.host)
             if self.config.answer_delay_secs > 0:
                 await asyncio.sleep(self.config.answer_delay_secs)
+            try:
+                await announced  # the host's first write takes the ringing row over (owner, caller)
+            except Exception as e:  # the store is down: refuse while we still can
+                log.error("%s the call record could not be opened: %s", call_id, type(e).__name__)
+                sip.reject(503, "Service Unavailable")
+                return
             line = self.line(call_id, sip, media)
             sip.accept(build_answer(admitted.offer, host=self.config.advertised_host, port=media.port,
                                     session_id=call_id[-8:]))
             dialog.answered, dialog.line = True, line
             dialog.timings["ok"] = asyncio.get_running_loop().time()
             self.guard.end(admitted.source_ip)
-            await announced
-            if host.records is not None and host.agents[agent].memory.enabled:
-                await host.records.set_state(call_id, "in-progress")
             log.info("%s inbound SIP call from %s routed to agent %s (%s)", call_id,
                      redact_number(admitted.caller), agent, admitted.offer.codec)
             watchdog = self._spawn(line.watch())
