@@ -28,7 +28,8 @@ async def test_session_timer_runs_out_and_the_call_is_dropped(sip_rig) -> None:
 
 async def test_refreshed_session_lives_past_its_interval(sip_rig) -> None:
     rig = await sip_rig(session_min_se=2)
-    run = await rig.sipp("session_refreshed")  # 4 s interval, UPDATE every 1.2 s, BYE after 3.6 s
+    # 4 s interval; an UPDATE, then a re-INVITE to hold (answered recvonly), 1.2 s apart; BYE after 3.6 s
+    run = await rig.sipp("session_refreshed")
     assert run.returncode == 0 and run.successful == 1, run.output
     record = await rig.only_call()
     assert record.end_reason == "caller_hung_up"

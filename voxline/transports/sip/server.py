@@ -23,7 +23,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiosipua import IncomingCall as SipInvite
@@ -196,9 +196,13 @@ class SipServer:
         if self.dialer is not None:
             self.dialer.on_response(response, addr)
 
+    def _line_of(self, sip_call_id: str) -> SipCall | None:
+        """The line of a call we answered or placed, by its SIP Call-ID."""
+        dialog = self.dialogs.get(sip_call_id)
+        return dialog.line if dialog is not None else self.placed.get(sip_call_id)
+
     def _on_bye(self, sip: SipInvite, request: SipRequest) -> None:
-        dialog = self.dialogs.get(sip.call_id)
-        line = dialog.line if dialog is not None else self.placed.get(sip.call_id)
+        line = self._line_of(sip.call_id)
         if line is not None:
             line.hung_up.set()
 
@@ -220,29 +224,30 @@ class SipServer:
         self._dropped(sip, "session timer expired without a refresh")
 
     def _dropped(self, sip: SipInvite, why: str) -> None:
-        dialog = self.dialogs.get(sip.call_id)
-        if dialog is not None and dialog.line is not None:
-            log.warning("%s %s: call dropped", dialog.call_id, why)
-            dialog.line.dropped = True
-            self._spawn(dialog.line.transport.disconnected())
+        line = self._line_of(sip.call_id)
+        if line is not None:
+            log.warning("%s %s: call dropped", line.call_id, why)
+            line.dropped = True
+            self._spawn(line.transport.disconnected())
 
     def _on_reinvite(self, sip: SipInvite) -> None:
-        """Hold/resume or a new address: answer with the same port and codec."""
-        dialog = self.dialogs.get(sip.call_id)
-        if dialog is None or dialog.line is None:
+        """Hold/resume or a new address (either side of a call we answered or placed):
+        answer with the same port and codec."""
+        line = self._line_of(sip.call_id)
+        if line is None:
             return
-        media = dialog.line.media
+        media = line.media
         try:
             offer = parse_offer(sip.invite.text) if sip.invite.body else media.offer
         except SdpError as e:
             self.wire.send_reply(reply(sip.invite, e.status, e.reason, user_agent=self.config.user_agent))
             return
-        if offer.payload_type != media.offer.payload_type:
-            offer = media.offer  # keep our codec; the answer says which
+        # Keep our codec (the answer says which); take the new address and direction.
+        offer = replace(offer, payload_type=media.offer.payload_type)
         media.remote, media.offer = offer.remote, offer
-        dialog.line.on_hold = offer.direction in ("recvonly", "inactive")  # they send nothing
+        line.on_hold = offer.direction in ("recvonly", "inactive")  # they send nothing
         sip.accept(build_answer(offer, host=self.config.advertised_host, port=media.port,
-                                session_id=dialog.call_id[-8:]))
+                                session_id=line.call_id[-8:]))
 
     # -- one call ----------------------------------------------------------------
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
