@@ -81,7 +81,7 @@ async def run(ns: list[int], secs: float, rate: float, transport: str = "udp") -
     for n in ns:
         server.timings.clear()
         base_rss, cpu0 = rss_mb(), time.process_time()
-        mode = ["-t", "tn"] if transport == "tcp" else []
+        mode = ["-t", "tn", "-max_socket", "4096"] if transport == "tcp" else []
         sipp = asyncio.create_task(run_sipp("held_call", port, workdir, "-d", str(int(secs * 1000)), *mode,
                                             "-l", str(n), "-r", str(rate), calls=n, timeout=secs + n / rate + 60))
         ramp = n / rate
