@@ -26,7 +26,10 @@ says what that first session took) and are not counted.
   output transport, and reaching the page's meter through WebRTC and the jitter buffer;
 - ``voice_to_voice_ms``: end of the visitor's speech → first audio of the answer, at the
   page; ``phone.voice_to_voice_ms``: the same at the phone stream's edge;
-  ``browser_minus_phone_ms`` and ``browser_over_phone`` compare the two (target: within 50 ms);
+  ``browser_minus_phone_ms`` and ``browser_over_phone`` compare the two (target: within
+  50 ms). The phone figure stops where Twilio receives the audio, before its network and
+  the handset play it; ``browser_less_playout_minus_phone_ms`` takes the browser's playout
+  (output transport → page meter, as timed on the greeting) out of the web figure;
 - ``concurrent``: K sessions at once: this process's CPU per session (share of a core).
 """
 
@@ -167,7 +170,11 @@ async def web_session(browser: Any, site: str) -> dict[str, Any]:
     answer = next((t for t, on in stats["edges"] if on and speech_end and t > speech_end), None)
     server = MARKS.get(stats["sessionId"], {})
     epoch = {k: v - origin for k, v in server.items()}  # server marks on the page's clock
+    playout = audio - epoch["audio_out"] if "audio_out" in epoch else None
     return {
+        # What the phone figure leaves out: the browser playing the answer (estimated by
+        # how long the greeting took from the output transport to the page's meter).
+        "voice_to_voice_less_playout": answer - speech_end - playout if answer and playout is not None else None,
         "load_to_connected": connected - stats["loadedAt"] if connected else None,
         "connected_to_first_audio": audio - connected if connected else None,
         "ready_to_first_audio": audio - stats["connectedAt"],
@@ -176,7 +183,7 @@ async def web_session(browser: Any, site: str) -> dict[str, Any]:
             "server_sees_connection": epoch["run"] - connected if connected and "run" in epoch else None,
             "call_built_and_started": epoch["started"] - epoch["run"] if "started" in epoch else None,
             "greeting_leaves_output": epoch["audio_out"] - epoch["started"] if "audio_out" in epoch else None,
-            "output_to_page_meter": audio - epoch["audio_out"] if "audio_out" in epoch else None,
+            "output_to_page_meter": playout,
             "bot_ready_after_connected": stats["connectedAt"] - connected if connected else None,
         },
     }
@@ -310,8 +317,9 @@ async def main(sessions: int, calls: int, concurrent: int) -> dict[str, Any]:
     per_session = cpu / wall / concurrent
     web_v2v, phone_v2v = summary([r["voice_to_voice"] for r in web]), summary([r["voice_to_voice"] for r in phone])
     first_audio = summary([r["connected_to_first_audio"] for r in web])
+    less_playout = summary([r["voice_to_voice_less_playout"] for r in web])
 
-    def compare(q: str) -> tuple[float | None, float | None]:
+    def compare(q: str, web_v2v: dict[str, Any] = web_v2v) -> tuple[float | None, float | None]:
         a, b = web_v2v[q], phone_v2v[q]
         return (round(a - b, 1), round(a / b, 3)) if a is not None and b else (None, None)
 
@@ -330,6 +338,8 @@ async def main(sessions: int, calls: int, concurrent: int) -> dict[str, Any]:
                   "voice_to_voice_ms": phone_v2v},
         "browser_minus_phone_ms": {"p50": compare("p50")[0], "p95": compare("p95")[0]},
         "browser_over_phone": {"p50": compare("p50")[1], "p95": compare("p95")[1]},
+        "browser_less_playout_minus_phone_ms": {"p50": compare("p50", less_playout)[0],
+                                                "p95": compare("p95", less_playout)[0]},
         "targets": {"first_audio_p95_le_300ms": first_audio["p95"] is not None and first_audio["p95"] <= 300,
                     "voice_to_voice_p50_within_50ms_of_phone":
                         compare("p50")[0] is not None and abs(compare("p50")[0]) <= 50},
