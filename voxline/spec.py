@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -317,9 +318,22 @@ class AgentSpec(_Strict):
                     raise ValueError(f"examples.{i}.call: {name!r} is not one of the agent's tools")
         return self
 
+    # Tools' settings and secrets from the platform's store (voxline.integrations.tools.
+    # settings): carried with the spec a server runs, never part of what it dumps or hashes.
+    _tool_settings: dict[str, Any] = PrivateAttr(default_factory=dict)
+
     @property
     def system_prompt(self) -> str:
         return "\n\n".join(part.text.strip() for part in self.prompt)
+
+    @property
+    def tool_settings(self) -> dict[str, Any]:
+        return self._tool_settings
+
+    def with_tool_settings(self, settings: dict[str, Any]) -> AgentSpec:
+        spec = self.model_copy()
+        spec._tool_settings = dict(settings)
+        return spec
 
 
 def _path(loc: tuple[Any, ...]) -> str:

@@ -84,3 +84,27 @@ def test_a_missing_signing_key_fails_fast(monkeypatch):
     monkeypatch.delenv("CRM_SECRET", raising=False)
     with pytest.raises(Exception, match="CRM_SECRET"):
         _tool("http://127.0.0.1:9")
+
+
+async def test_the_tenants_stored_secret_signs_and_its_headers_are_sent():
+    from voxline.integrations.tools.settings import ToolConfig
+
+    seen: list[dict] = []
+
+    async def lead(request: Request):
+        body = await request.body()
+        seen.append({"auth": request.headers.get("authorization"), "tenant": request.headers.get("x-tenant"),
+                     "signed": verify(SECRET, body, request.headers.get("x-voxline-signature", ""))})
+        return JSONResponse({"lead_id": "L-8"})
+
+    app = Starlette(routes=[Route("/hooks/lead", lead, methods=["POST"])])
+    async with serve(app) as url:
+        tool = load_tool(ToolSpec(name="new_lead", handler=f"http:POST {url}/hooks/lead", parameters=PARAMS),
+                         base_dir=None)  # type: ignore[arg-type]
+        config = ToolConfig(settings={"headers": {"X-Tenant": "acme"}},
+                            secrets={"signing_secret": SECRET, "Authorization": "Bearer crm-token"})
+        assert await tool.call({"name": "Anna"}, config) == {"lead_id": "L-8"}
+        assert await tool.call({"name": "Anna"}) == {"lead_id": "L-8"}  # unconfigured: unsigned
+    assert seen == [{"auth": "Bearer crm-token", "tenant": "acme", "signed": True},
+                    {"auth": None, "tenant": None, "signed": False}]
+    assert "crm-token" not in repr(config) and SECRET not in repr(config)

@@ -37,7 +37,9 @@ from voxline.api.drain import Drainer
 from voxline.api.secrets import Envelopes
 from voxline.api.store import PlatformStore
 from voxline.api.webhooks import WebhookDispatcher, WebhookOptions
+from voxline.integrations.tools.settings import ToolConfig
 from voxline.observability.host_events import BaseListener, CallInfo, HostEvents
+from voxline.routing import normalize_number
 
 log = logging.getLogger("voxline.platform")
 
@@ -122,6 +124,7 @@ class Platform:
             self.events.add(self.webhooks)
         self.events.add(_Versions(self))
         self.events.attach(self.host)
+        self.host.route_lookup = self._route_for
         with contextlib.suppress(Exception):
             await self.reload_agents()
         if self.drainer is not None:
@@ -183,11 +186,41 @@ class Platform:
                 continue
             agents[name] = spec
             versions[name] = (version, spec_digest(spec))
-        self.host.agents = agents
+        self.host.agents = await self._with_tool_settings(agents)
         self.versions = versions
 
     async def agents_changed(self) -> None:
         await self.reload_agents()
+
+    async def _route_for(self, dialed: str) -> str | None:
+        """A number routed through the API: to an agent this server runs for that tenant."""
+        found = await self.require_store().route_for(normalize_number(dialed))
+        if found is None:
+            return None
+        tenant, agent = found
+        if not self.serves(tenant, agent):
+            log.warning("- a stored route of tenant %s names agent %s, which this server does not run as it",
+                        tenant, agent)
+            return None
+        return agent
+
+    async def _with_tool_settings(self, agents: dict[str, Any]) -> dict[str, Any]:
+        """Each agent with its tenant's tool settings and opened secrets (tools/settings.py)."""
+        store = self.require_store()
+        out = {}
+        for name, spec in agents.items():
+            configs = {}
+            for row in await store.tool_configs(spec.memory.tenant, name):
+                secrets: dict[str, str] = {}
+                if row["secrets"]:
+                    try:
+                        secrets = await store.tool_secrets(spec.memory.tenant, name, row["tool"])
+                    except Exception as e:  # noqa: BLE001 - the tool runs without them, loudly
+                        log.warning("- secrets of tool %s/%s cannot be opened here: %s", name, row["tool"],
+                                    type(e).__name__)
+                configs[row["tool"]] = ToolConfig(settings=row["settings"], secrets=secrets)
+            out[name] = spec.with_tool_settings(configs) if configs else spec
+        return out
 
     async def record_version(self, call: CallInfo) -> None:
         version, digest = self.versions.get(call.agent, (None, spec_digest(call.spec)))

@@ -235,8 +235,7 @@ def api_app(platform: "Platform", *, docs: bool = True) -> FastAPI:
             raise HTTPException(503, "secrets cannot be stored: VOXLINE_SECRETS_KEY is not set on the server")
         result = await store.put_tool_config(tenant, name, tool, settings=body.settings, secrets=body.secrets,
                                              functions=body.functions, actor=who.actor)
-        if body.functions:
-            await platform.agents_changed()
+        await platform.agents_changed()  # the agent runs with its new settings from the next call
         return views.jsonable(result)
 
     # -- routes ---------------------------------------------------------------------------------------

@@ -260,9 +260,12 @@ class PlatformStore:
                                            StoredAgent.active_version == AgentVersion.version)))
             return [dict(r._mapping) for r in rows]
 
-    async def agents_changed_at(self) -> datetime | None:
+    async def agents_changed_at(self) -> tuple[datetime | None, datetime | None]:
+        """When any tenant's agents or tool settings last changed (servers reload on a change)."""
         async with self._tx() as conn:
-            return (await conn.execute(sa.select(sa.func.max(StoredAgent.updated_at)))).scalar()
+            agents = (await conn.execute(sa.select(sa.func.max(StoredAgent.updated_at)))).scalar()
+            tools = (await conn.execute(sa.select(sa.func.max(ToolConfig.updated_at)))).scalar()
+        return agents, tools
 
     # -- routes ----------------------------------------------------------------------------
     async def set_route(self, tenant: str, number: str, agent: str, *, actor: str) -> None:

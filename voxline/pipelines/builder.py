@@ -40,6 +40,7 @@ from voxline.integrations.tools.runtime import (
     make_handler,
     make_unknown_handler,
 )
+from voxline.integrations.tools.settings import config_for
 from voxline.processors.answer_guard import AnswerGuard
 from voxline.processors.call_log import CallLog
 from voxline.processors.grounding import GroundingGuard
@@ -131,7 +132,8 @@ def register_tools(spec: AgentSpec, llm: Any, log: CallLog) -> Any:
     """Register the spec's tools on ``llm``; return the ToolsSchema to advertise."""
     tools = load_tools(spec)
     for tool in tools:
-        llm.register_function(tool.name, make_handler(tool, log), cancel_on_interruption=True)
+        config = config_for(tool.spec, spec.tool_settings)
+        llm.register_function(tool.name, make_handler(tool, log, config), cancel_on_interruption=True)
     if any(t.handler == "builtin:end_call" for t in spec.tools):
         llm.register_function("end_call", make_end_call_handler(log, spec.idle.goodbye))
     llm.register_function(None, make_unknown_handler(log))

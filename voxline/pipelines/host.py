@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +139,21 @@ class CallHost:
         self.records: CallRecords | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.draining = False
+        # Numbers routed outside routes.yaml (the platform's, in the database):
+        # async (dialed number) -> agent name or None. Transports ask after their table.
+        self.route_lookup: Callable[[str], Awaitable[str | None]] | None = None
+
+    async def stored_route(self, dialed: str) -> str | None:
+        """The agent a number is routed to by ``route_lookup``; None when there is none
+        (or the lookup failed: the caller hears the unknown-number answer, not an error)."""
+        if self.route_lookup is None or not dialed:
+            return None
+        try:
+            agent = await self.route_lookup(dialed)
+        except Exception as e:  # noqa: BLE001 - a store outage must not fail the webhook
+            log.warning("- route lookup failed: %s", type(e).__name__)
+            return None
+        return agent if agent in self.agents else None
 
     # -- process lifecycle --------------------------------------------------------
     async def start(self, database_url: str | None = None) -> None:

@@ -23,6 +23,7 @@ import httpx
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 
 from voxline.errors import MissingSecretError, ToolError
+from voxline.integrations.tools.settings import ToolConfig
 from voxline.spec import ToolSpec
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
@@ -83,24 +84,30 @@ class HttpTool:
             raise ToolError(f"invalid arguments for {self.name}: {where}: {e.message}") from None
         return arguments
 
-    async def call(self, arguments: dict[str, Any]) -> Any:
+    async def call(self, arguments: dict[str, Any], config: ToolConfig | None = None) -> Any:
         arguments = self.validate(arguments)
         try:
-            return await asyncio.wait_for(self._send(arguments), self.spec.timeout_secs)
+            return await asyncio.wait_for(self._send(arguments, config), self.spec.timeout_secs)
         except TimeoutError:
             raise ToolError(f"{self.name} timed out after {self.spec.timeout_secs:g}s", retryable=True) from None
 
-    async def _send(self, arguments: dict[str, Any]) -> Any:
+    async def _send(self, arguments: dict[str, Any], config: ToolConfig | None) -> Any:
         options = self.spec.http
         body = b"" if self.method == "GET" else json.dumps(arguments, separators=(",", ":")).encode()
         headers = {"content-type": "application/json", "user-agent": "voxline", **options.headers}
+        secrets = dict(config.secrets) if config else {}
+        env_secret = os.environ[options.secret_env] if options.secret_env else None
+        signing = secrets.pop("signing_secret", None) or env_secret
+        if config is not None:  # the tenant's stored headers; secrets last (they win)
+            headers.update({str(k): str(v) for k, v in dict(config.settings.get("headers") or {}).items()})
+            headers.update(secrets)
         last: ToolError | None = None
         async with httpx.AsyncClient(timeout=self.spec.timeout_secs, follow_redirects=False) as client:
             for attempt in range(options.retries + 1):
                 if attempt:
                     await asyncio.sleep(BACKOFF_SECS * 2 ** (attempt - 1))
-                if options.secret_env:  # signed per attempt: a retry carries a fresh timestamp
-                    headers[options.signature_header] = sign(os.environ[options.secret_env], body)
+                if signing:  # signed per attempt: a retry carries a fresh timestamp
+                    headers[options.signature_header] = sign(signing, body)
                 try:
                     response = await client.request(
                         self.method, self.url, content=body or None, headers=headers,

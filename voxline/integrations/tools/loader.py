@@ -21,6 +21,7 @@ from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pydantic import BaseModel, ValidationError, create_model
 
 from voxline.errors import ToolError, VoxlineError
+from voxline.integrations.tools.settings import PARAMETER, ToolConfig
 from voxline.spec import AgentSpec, ToolSpec
 
 
@@ -64,9 +65,16 @@ class Tool:
             )
             raise ToolError(f"invalid arguments for {self.name}: {problems}") from None
 
-    async def call(self, arguments: dict[str, Any]) -> Any:
-        """Validate, then run the function (sync functions run in a thread) with a timeout."""
+    @property
+    def wants_config(self) -> bool:
+        return PARAMETER in inspect.signature(self.fn).parameters
+
+    async def call(self, arguments: dict[str, Any], config: ToolConfig | None = None) -> Any:
+        """Validate, then run the function (sync functions run in a thread) with a timeout.
+        A function with a ``tool_config`` parameter gets its tenant's settings and secrets."""
         kwargs = self.validate(arguments)
+        if self.wants_config:
+            kwargs[PARAMETER] = config or ToolConfig()
         if inspect.iscoroutinefunction(self.fn):
             work: Awaitable[Any] = self.fn(**kwargs)
         else:
@@ -104,8 +112,8 @@ def _import_handler(handler: str, base_dir: Path) -> Callable[..., Any]:
 def _arguments_model(name: str, fn: Callable[..., Any]) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for param in inspect.signature(fn).parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or param.name == PARAMETER:
+            continue  # not the LLM's to fill
         annotation = param.annotation if param.annotation is not inspect.Parameter.empty else str
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, default)

@@ -21,6 +21,7 @@ from pipecat.services.llm_service import FunctionCallParams
 from voxline.errors import ToolError
 from voxline.integrations.tools.guard import STALE, ToolGuard, result_problem
 from voxline.integrations.tools.loader import Tool
+from voxline.integrations.tools.settings import ToolConfig
 from voxline.processors.call_log import CallLog, ToolCallRecord
 from voxline.spec import ToolSpec
 
@@ -50,10 +51,12 @@ class Told(dict):  # type: ignore[type-arg]
     """A tool's result that the tool already told the caller: the LLM is not run on it."""
 
 
-def make_handler(tool: Tool, log: CallLog) -> Any:
+def make_handler(tool: Tool, log: CallLog, config: ToolConfig | None = None) -> Any:
     """The handler of a tool of the spec (Python, webhook or MCP): guarded (see guard.py),
-    timed, recorded."""
-    return guarded(tool.spec, tool.call, log)
+    timed, recorded; ``config``: its tenant's settings and secrets (settings.py)."""
+    if config is None:
+        return guarded(tool.spec, tool.call, log)
+    return guarded(tool.spec, lambda arguments: tool.call(arguments, config), log)
 
 
 def guarded(spec: ToolSpec, run: Callable[[dict[str, Any]], Awaitable[Any]], log: CallLog) -> Any:

@@ -90,7 +90,7 @@ def twilio_router(
         if not valid_call_sid(call_sid):
             return Response("invalid CallSid", status_code=400)
         to, from_ = address(form.get("To")), address(form.get("From"))
-        agent = config.agent_for(to)
+        agent = config.agent_for(to) or await host.stored_route(to)
         if agent is None:
             log.info("%s inbound call to unrouted number %s", call_sid, redact_number(to))
             return Response(say_and_hangup(config.unknown_number_message), media_type=TWIML)
