@@ -89,6 +89,11 @@ async def test_offer_and_socket_need_the_token_from_the_same_origin(tmp_path: Pa
         assert (await client.post(url, json=offer, headers={"Origin": SITE})).status_code == 401
         stolen = await client.post(url, json=offer, headers={"Origin": FOREIGN, "Authorization": f"Bearer {token}"})
         assert stolen.status_code == 401
+        # An ICE restart for a peer connection this worker does not hold is refused: the
+        # session's call runs where its first offer was answered, not a second time here.
+        elsewhere = await client.post(url, json={**offer, "pc_id": "SmallWebRTCConnection#9", "restart_pc": True},
+                                      headers={"Origin": SITE, "Authorization": f"Bearer {token}"})
+        assert elsewhere.status_code == 409
         ws = srv.base.replace("http://", "ws://") + "/web/restaurant/ws"
         for query, origin in ((f"?token={token}", FOREIGN), ("?token=nope", SITE), ("", SITE)):
             with pytest.raises(websockets.exceptions.InvalidStatus):

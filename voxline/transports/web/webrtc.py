@@ -60,6 +60,10 @@ class WebRTCSessions:
             await existing.renegotiate(sdp=sdp, type=kind, restart_pc=restart)  # the widget's ICE restart
             shorten_audio_buffers(existing.pc)
             return existing.get_answer()
+        if pc_id:
+            # A restart for a peer this worker does not hold (another worker's, or gone):
+            # a new connection here would run the session's call a second time.
+            return None
         if not self.ledger.take(grant.session_id):
             return None
         connection = SmallWebRTCConnection(ice_servers=self._servers)
