@@ -150,6 +150,13 @@ def test_config_from_env() -> None:
         parse_ports("100-50")
     with pytest.raises(VoxlineError):
         SipConfig.from_env("host:notaport", {})
+    tls = SipConfig.from_env("0.0.0.0:5060", {"VOXLINE_SIP_TLS_CERT": "c.pem", "VOXLINE_SIP_TLS_KEY": "k.pem",
+                                              "VOXLINE_SIP_TLS_PORT": "5071", "VOXLINE_SIP_TRUNK": "sip:10.0.0.9"})
+    assert (tls.tls_cert, tls.tls_key, tls.tls_port, tls.trunk) == ("c.pem", "k.pem", 5071, "sip:10.0.0.9")
+    with pytest.raises(VoxlineError, match="VOXLINE_SIP_TLS_KEY"):
+        SipConfig.from_env("0.0.0.0:5060", {"VOXLINE_SIP_TLS_CERT": "c.pem"})
+    with pytest.raises(VoxlineError, match="VOXLINE_SIP_TLS_PORT"):
+        SipConfig.from_env("0.0.0.0:5060", {"VOXLINE_SIP_TLS_PORT": "99999"})
 
 
 def test_sip_message_with_wrong_length_parses_without_raising() -> None:

@@ -8,17 +8,19 @@ Needs the ``voxline[sip]`` extra. One entry point::
     await server.close()
 
 Libraries, chosen by trial against SIPp: ``aiosipua`` (MIT) parses SIP and keeps the
-UAS dialog state -- transactions, 2xx retransmission until ACK, CANCEL matching, tag
-and CSeq checks -- and ``aiortp`` (MIT) supplies the RTP/RTCP packet formats, G.711
-codecs and RFC 4733 events. Both stay behind this package: the socket and every
-bound on peer input (:mod:`.wire`, :mod:`.guard`), who may call (:mod:`.admission`,
-:mod:`.digest`), the media timing (:mod:`.rtp`, :mod:`.jitter`, :mod:`.transport`)
-and the call lifecycle (:mod:`.server`, :mod:`.call`) are ours, so either library can
-be replaced without touching the call host. aiosipua's own UDP transport is not
-used: an assertion in its ``connection_made`` fails on Python 3.11's selector loop,
-and it would parse and log unchecked input. aiortp's ``RTPSession`` is not used
-either: we need to pace sends ourselves to know what the caller heard, to bind from
-a configured port range, and to latch symmetric RTP conservatively.
+dialog state -- transactions, 2xx retransmission until ACK, CANCEL matching, tag and
+CSeq checks, and with its UAC the dialogs of the calls we place -- and ``aiortp``
+(MIT) supplies the RTP/RTCP packet formats, G.711 codecs and RFC 4733 events. Both
+stay behind this package: the sockets and every bound on peer input (:mod:`.wire`,
+:mod:`.stream` for TCP/TLS, :mod:`.guard`), who may call (:mod:`.admission`,
+:mod:`.digest`, :mod:`.timers`), the media timing (:mod:`.rtp`, :mod:`.jitter`,
+:mod:`.transport`), the call lifecycle (:mod:`.server`, :mod:`.call`), registration
+(:mod:`.register`) and outbound calls (:mod:`.dial`, :mod:`.place`) are ours, so either
+library can be replaced without touching the call host. aiosipua's own transports are
+not used: an assertion in its UDP ``connection_made`` fails on Python 3.11's selector
+loop, and they would parse and log unchecked input. aiortp's ``RTPSession`` is not
+used either: we need to pace sends ourselves to know what the caller heard, to bind
+from a configured port range, and to latch symmetric RTP conservatively.
 """
 
 from __future__ import annotations
