@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from voxline.transports.sip import SipLimits
+
 from .kit import NUMBER
 from .peers import OFFER, SDP, StreamPeer, header, request, status
 
@@ -126,3 +128,25 @@ async def test_call_over_tls(sip_rig, tmp_path) -> None:
     assert record.end_reason == "caller_hung_up" and record.to == NUMBER
     stats = rig.server.wire.stats
     assert stats.datagrams == 0 and stats.stream_messages == 3  # INVITE, ACK, BYE: the checked intake
+
+
+async def test_stream_bounds(sip_rig) -> None:
+    limits = SipLimits(stream_message_secs=0.5, max_connections_per_source=2, stream_idle_secs=2.0)
+    rig = await sip_rig(limits=limits)
+    # A message that starts and never finishes: closed at the deadline, not held open.
+    drip = await StreamPeer.connect(rig.port)
+    await drip.send(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1")
+    assert await drip.closed(timeout=5)
+    # A connection nothing uses is closed when idle.
+    idle = await StreamPeer.connect(rig.port)
+    assert await idle.closed(timeout=5)
+    # Two connections per source; a third is refused at once.
+    kept = [await StreamPeer.connect(rig.port) for _ in range(2)]
+    for peer in kept:
+        await peer.send(request("OPTIONS", peer.port, transport="TCP"))
+        assert status(await peer.next()) == 200
+    third = await StreamPeer.connect(rig.port)
+    assert await third.closed(timeout=2)
+    assert rig.server.listeners[0].refused == 1
+    for peer in (drip, idle, third, *kept):
+        peer.close()

@@ -180,3 +180,31 @@ def test_sip_accounts_from_env() -> None:
     with pytest.raises(VoxlineError, match="VOXLINE_SIP_TRUNK"):
         parse_account("http://trunk", "VOXLINE_SIP_TRUNK")
     assert refresh_after(600) == 570 and refresh_after(40) == 20
+
+
+def _invite(*headers: str) -> SipMessage:
+    head = "".join(f"{h}\r\n" for h in headers)
+    return SipMessage.parse(("INVITE sip:1@x SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKa\r\n"
+                             "From: <sip:a@x>;tag=1\r\nTo: <sip:1@x>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n"
+                             f"{head}Content-Length: 0\r\n\r\n").encode())
+
+
+def test_session_timer_terms() -> None:
+    from voxline.transports.sip.admission import Refused
+    from voxline.transports.sip.timers import SessionTerms, session_terms
+
+    config = SipConfig(session_expires_secs=1800, session_min_se=90)
+    assert session_terms(_invite(), config) is None  # not asked: no timer
+    # The caller supports timers: it refreshes, at most our interval, at least its Min-SE.
+    assert session_terms(_invite("Supported: timer", "Session-Expires: 3600"), config) == SessionTerms(1800, False)
+    assert session_terms(_invite("Supported: timer, 100rel"), config) == SessionTerms(1800, False)
+    assert session_terms(_invite("Supported: timer", "Session-Expires: 600", "Min-SE: 2000"),
+                         config) == SessionTerms(2000, False)
+    assert session_terms(_invite("Supported: timer", "Session-Expires: 600;refresher=uas"),
+                         config) == SessionTerms(600, True)
+    # A proxy asked for a caller that cannot refresh: we do, with UPDATE -- unless it disallows UPDATE.
+    assert session_terms(_invite("Session-Expires: 600"), config) == SessionTerms(600, True)
+    assert session_terms(_invite("Session-Expires: 600", "Allow: INVITE, ACK, BYE"), config) is None
+    too_short = session_terms(_invite("Supported: timer", "Session-Expires: 30"), config)
+    assert isinstance(too_short, Refused) and too_short.status == 422 and too_short.headers == {"Min-SE": "90"}
+    assert session_terms(_invite("Session-Expires: soon"), config) is None
