@@ -9,6 +9,8 @@ import hashlib
 import re
 import uuid
 
+import pytest
+
 from voxline.pipelines.limits import CallLimits
 
 from .kit import NUMBER
@@ -44,11 +46,13 @@ async def test_too_short_a_session_interval_is_refused_with_our_min_se(sip_rig, 
     assert await rig.calls() == []
 
 
-async def test_busy_at_the_tenant_cap(sip_rig) -> None:
+@pytest.mark.parametrize("limits", [CallLimits(max_calls_per_tenant=1), CallLimits(max_calls_per_worker=1)],
+                         ids=["tenant", "worker"])
+async def test_busy_at_a_cap(sip_rig, limits: CallLimits) -> None:
     rig = await sip_rig()
-    rig.host.limits = CallLimits(max_calls_per_tenant=1)
+    rig.host.limits = limits
     first = asyncio.create_task(rig.sipp("short_call"))
-    for _ in range(400):  # until the first call holds the tenant's only slot
+    for _ in range(400):  # until the first call holds the only place
         if rig.host.calls:
             break
         await asyncio.sleep(0.05)
