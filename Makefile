@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := local,piper,openai,anthropic,deepgram,elevenlabs,twilio,postgres,redis,sip,webrtc,platform
+EXTRAS := local,piper,openai,anthropic,deepgram,elevenlabs,twilio,postgres,redis,sip,webrtc,platform,stripe
 
 .PHONY: install install-dev system-deps widget demo test bench lint clean
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from voxline.api.billing_cli import billing_app
 from voxline.errors import SpecError, VoxlineError
 
 app = typer.Typer(help="voxline: self-hosted voice agents.", no_args_is_help=True,
@@ -229,6 +230,7 @@ app.add_typer(memory_app, name="memory")
 app.add_typer(calls_app, name="calls")
 agents_app = typer.Typer(help="Agents stored in the database, with versions.", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
+app.add_typer(billing_app, name="billing")
 
 _DB = typer.Option(envvar="DATABASE_URL", help="postgresql+asyncpg://... or a SQLite path/URL.")
 _TENANT = typer.Option(help="Tenant the caller belongs to.")

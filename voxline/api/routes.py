@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from voxline.api import views
 from voxline.api.agents import prompt_sha256, validate
 from voxline.api.auth import PLATFORM, Principal, bearer, identify, not_found, scope
+from voxline.api.billing_routes import billing_router
 from voxline.api.store import ROLES, Conflict
 from voxline.errors import SpecError
 from voxline.memory.records import CallerKey
@@ -365,5 +366,7 @@ def api_app(platform: "Platform", *, docs: bool = True) -> FastAPI:
     @api.get("/tenants/{tenant}/webhook-deliveries", tags=["webhooks"])
     async def deliveries(tenant: str, _who: Admin) -> dict[str, Any]:
         return {"deliveries": views.jsonable(await platform.require_store().deliveries(tenant))}
+
+    api.include_router(billing_router(platform, principal))
 
     return api
