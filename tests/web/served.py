@@ -29,6 +29,7 @@ vad: {start_secs: 0.15, stop_secs: 0.8}
 turn: {strategy: silence, stop_secs: 0.3}
 idle: {reprompt_after_secs: 60, max_reprompts: 0}
 web: {sessions_per_minute: 100}
+memory: {remember: false}  # calls are recorded; no end-of-call summary (an LLM pass per call)
 """
 
 
