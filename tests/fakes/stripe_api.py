@@ -59,6 +59,10 @@ class FakeStripe(LoopbackServer):
     def fail_next(self, *statuses: int) -> None:
         self._fail.extend(statuses)
 
+    def expire_idempotency_keys(self) -> None:
+        """What a day does: Stripe forgets idempotency keys after 24 hours."""
+        self._idempotent.clear()
+
     def meter_posts(self) -> list[dict[str, str]]:
         """The form of every POST that reached the endpoint, in order (refused ones too)."""
         return [r.body for r in self.requests if r.path == "/v1/billing/meter_events"]

@@ -154,7 +154,7 @@ async def test_an_event_stripe_already_holds_counts_as_delivered(store: Platform
         from voxline.memory.models import AuditLog
 
         await conn.execute(AuditLog.__table__.delete().where(AuditLog.action == "billing.meter_event"))
-    stripe_fake._idempotent.clear()  # and a day has passed: the idempotency key has expired
+    stripe_fake.expire_idempotency_keys()  # and a day has passed
     report = await export_usage(store, since=DAY1, until=DAY2, options=opts)
     assert report["ok"] and report["counts"] == {"duplicate": 1}
     assert len(stripe_fake.events) == 1
@@ -181,6 +181,25 @@ async def test_429_and_5xx_are_retried_with_the_same_idempotency_key(store: Plat
     acme = next(t for t in report["tenants"] if t["tenant"] == "acme")
     assert acme["status"] == "failed"
     assert acme["reason"] == "Stripe answered 500 (api_error): An unknown error occurred. (after 4 attempts)"
+
+    # Nothing listening at all: the same, bounded, and said so.
+    async with FakeStripe(PLATFORM_KEY) as gone:
+        nowhere = gone.url
+    report = await export_usage(store, since=DAY2, options=options(stripe_fake, api_base=nowhere))
+    acme = next(t for t in report["tenants"] if t["tenant"] == "acme")
+    assert acme["status"] == "failed" and acme["reason"].startswith("Stripe could not be reached: APIConnectionError")
+    assert acme["reason"].endswith("(after 4 attempts)")
+
+
+async def test_days_stripe_no_longer_takes_are_reported_not_sent(store: PlatformStore,
+                                                                 stripe_fake: FakeStripe) -> None:
+    await seed(store)
+    old = TODAY - timedelta(days=40)
+    await seed_call(store, "acme", old, at=time(9), secs=60, cost=0.0)
+    report = await export_usage(store, since=old, until=old + timedelta(days=1), options=options(stripe_fake))
+    assert [(e["day"], e["status"]) for e in report["events"]] == [(old.isoformat(), "too_old")]
+    assert report["events"][0]["detail"] == "Stripe takes events of the past 35 days"
+    assert stripe_fake.requests == []
 
 
 async def test_a_4xx_is_reported_clearly_and_not_retried(store: PlatformStore, stripe_fake: FakeStripe) -> None:

@@ -155,7 +155,7 @@ def _client(api_key: str, options: BillingOptions) -> tuple[Any, Any]:
 def _retryable(e: Exception) -> bool:
     import stripe
 
-    if isinstance(e, stripe.APIConnectionError):
+    if isinstance(e, stripe.APIConnectionError | stripe.RateLimitError):
         return True
     headers = getattr(e, "headers", None) or {}
     if str(headers.get("stripe-should-retry", "")).lower() == "false":
