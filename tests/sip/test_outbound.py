@@ -3,8 +3,6 @@ trunk on loopback; the agent runs on the answer, outcomes without an answer are 
 
 from __future__ import annotations
 
-import pytest
-
 from tests.phone.kit import AgentScript, fake_services, write_agents
 from voxline.transports.sip.place import call_via_sip
 
@@ -64,11 +62,24 @@ def test_command_line_needs_a_trunk(tmp_path, monkeypatch) -> None:
     assert result.exit_code == 1 and "VOXLINE_SIP_TRUNK" in result.output
 
 
-@pytest.mark.parametrize(("scenario", "status"), [("uas_busy", "busy")])
-async def test_busy_line_is_recorded(sip_rig, scenario: str, status: str) -> None:
-    rig, outcome, run = await _dial(sip_rig, scenario)
-    assert outcome.status == status and outcome.sip_status == 486
+async def test_trunk_challenges_and_the_credentials_answer(sip_rig) -> None:
+    port = free_udp_port()
+    rig = await sip_rig(trunk=f"sip:alice:s3cret@127.0.0.1:{port}")
+    sipp = await start_sipp_uas("uas_auth", port, rig.workdir)
+    assert rig.server.dialer is not None
+    outcome = await rig.server.dialer.dial(agent="restaurant", to=CALLED, from_="+15550001111")
+    run = await finish_sipp(sipp, rig.workdir, "uas_auth")
+    assert outcome.status == "completed" and run.returncode == 0, run.output
+    assert "Authorization: Digest" in run.messages and "403 Forbidden" not in run.messages  # SIPp checked it
+    assert run.messages.count("ACK sip:") == 2  # the 401 was ACKed, then the 200
+    record = await rig.only_call()
+    assert record.end_reason == "caller_hung_up" and record.direction == "outbound"
+
+
+async def test_busy_line_is_recorded(sip_rig) -> None:
+    rig, outcome, run = await _dial(sip_rig, "uas_busy")
+    assert outcome.status == "busy" and outcome.sip_status == 486
     assert run.returncode == 0, run.output  # SIPp got our ACK for the 486
     record = await rig.only_call()
-    assert record.end_reason == status and record.direction == "outbound"
+    assert record.end_reason == "busy" and record.direction == "outbound"
     assert not rig.server.placed and not rig.server.ports.in_use and not rig.host.calls
