@@ -1,11 +1,12 @@
 """Web widget latency and density, measured at the browser, next to the same agent's phone figure.
 
-    .venv/bin/python benchmarks/widget_latency.py [--sessions 8] [--calls 8] [--concurrent 4]
+    .venv/bin/python benchmarks/widget_latency.py [--sessions 8] [--calls 8] [--concurrent 4] [--local-models]
 
 One ``create_app`` server (web and Twilio routes on one call host) runs in this process
 under uvicorn on 127.0.0.1, with the test fakes: scripted STT and LLM, an espeak-ng
-voice, so no model time -- what is measured is the transports. The agent is the same
-for both (spec, turn-taking, fakes; 16 kHz on the web, 8 kHz on the phone).
+voice, so no model time -- what is measured is the transports (``--local-models``: the
+agent's default local models, loaded at startup as ``voxline serve`` does). The agent is
+the same for both (spec, turn-taking, services; 16 kHz on the web, 8 kHz on the phone).
 
 - Web: each session is a page on another origin that autostarts the widget in headless
   Chromium; its microphone is a LibriVox clip after 4 s of silence. Times are taken in
@@ -62,6 +63,7 @@ SPEECH_AT, CLIP = 4.0, "0880"  # 2.99 s of speech
 NUMBER, ACCOUNT, TOKEN = "+15550001111", "AC00000000000000000000000000000000", "bench-token"
 LOUD = 0.01  # RMS, full scale = 1: the mic's speech, in the page and on the phone alike
 AUDIBLE = 0.0025  # RMS: the widget meter's threshold for agent audio (level 0.01 = RMS × 4)
+LOCAL_MODELS = False  # --local-models: Whisper base, llama.cpp Qwen 0.5B and Piper instead of the fakes
 SCRIPT = Script(greeting="Hello.", transcripts=["what time do you open"] * 100, memory=False,
                 reply=lambda text: "We are open from noon.")
 
@@ -245,7 +247,10 @@ def services(spec: Any, sample_rate: int) -> Any:
     from tests.phone import kit as phone_kit
     from tests.web.kit import fake_services
     from voxline.pipelines.builder import Services
+    from voxline.pipelines.host import default_services
 
+    if LOCAL_MODELS:
+        return default_services(spec, sample_rate)
     if sample_rate == 16000:
         return fake_services(SCRIPT)(spec, sample_rate)
     return Services(stt=phone_kit.ScriptedSTT(list(SCRIPT.transcripts)), llm=phone_kit.ScriptedLLM(SCRIPT.reply),
@@ -268,6 +273,7 @@ async def voxline_app(tmp: Path, site: str) -> Any:
         rest = TwilioRestClient(ACCOUNT, TOKEN, base_url=rest_base)
         app = create_app(agents, twilio=TwilioConfig(account_sid=ACCOUNT, auth_token=TOKEN, api_base_url=rest_base),
                          rest=rest, services=services, database_url=str(tmp / "voxline.db"), remember=False,
+                         preload=LOCAL_MODELS,
                          recording_dir=tmp / "rec")
         async with serve(app) as base:
             yield base, fake
@@ -347,7 +353,9 @@ async def main(sessions: int, calls: int, concurrent: int) -> dict[str, Any]:
                        "sessions_per_core": round(1 / per_session, 1) if per_session > 0 else None},
         "load_average": {"before": [round(x, 2) for x in load_before],
                          "after": [round(x, 2) for x in os.getloadavg()]},
-        "note": "fake STT/LLM (scripted) and espeak-ng TTS; browser, phone client and server on one 2-core machine",
+        "models": "local: Whisper base, llama.cpp Qwen 0.5B, Piper" if LOCAL_MODELS
+                  else "fakes: scripted STT/LLM, espeak-ng TTS",
+        "note": "browser, phone client and server on one 2-core machine",
     }
 
 
@@ -356,5 +364,7 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--calls", type=int, default=8)
     parser.add_argument("--concurrent", type=int, default=4)
+    parser.add_argument("--local-models", action="store_true", help="the default local models, not the fakes")
     args = parser.parse_args()
+    LOCAL_MODELS = args.local_models
     print(json.dumps(asyncio.run(main(args.sessions, args.calls, args.concurrent))))
