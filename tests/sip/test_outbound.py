@@ -76,6 +76,13 @@ async def test_trunk_challenges_and_the_credentials_answer(sip_rig) -> None:
     assert record.end_reason == "caller_hung_up" and record.direction == "outbound"
 
 
+async def test_unanswered_call_is_cancelled(sip_rig) -> None:
+    rig, outcome, run = await _dial(sip_rig, "uas_no_answer", ring_timeout_secs=1.0)
+    assert outcome.status == "no-answer" and run.returncode == 0, run.output  # CANCEL sent, the 487 ACKed
+    record = await rig.only_call()
+    assert record.end_reason == "no-answer" and not rig.server.placed and not rig.server.ports.in_use
+
+
 async def test_busy_line_is_recorded(sip_rig) -> None:
     rig, outcome, run = await _dial(sip_rig, "uas_busy")
     assert outcome.status == "busy" and outcome.sip_status == 486

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -62,15 +63,24 @@ class SipDialer:
         self.server, self.trunk, self.ring_timeout_secs = server, trunk, ring_timeout_secs
         self._address: tuple[str, int] | None = None
         self._answered: dict[str, int] = {}  # SIP Call-ID -> CSeq of the last INVITE that got an answer
+        # INVITEs we cancelled, whose 487 still needs its ACK after the call is gone (for Timer H).
+        self._cancelled: dict[str, tuple[OutgoingCall, float]] = {}
 
     # -- responses (from the server's wire) ----------------------------------------
     def on_response(self, response: SipResponse, addr: tuple[str, int]) -> None:
         uac = self.server.uac
         call = uac.get_call(response.call_id or "")
         cseq = response.cseq
+        if call is None and cseq is not None and response.status_code >= 300:
+            cancelled = self._cancelled.get(response.call_id or "")
+            if cancelled is not None and cancelled[0].remote_addr == addr:
+                self.server.wire.send(ack_for_failure(cancelled[0].invite, response), addr)
+            return
         if call is None or cseq is None or cseq.method.upper() != "INVITE":
             uac.handle_response(response, addr)
             return
+        if addr != call.remote_addr:
+            return  # only the trunk answers our INVITEs
         self._answered[call.call_id] = cseq.seq
         status = response.status_code
         if 200 <= status < 300 and response.contact and response.contact[0].uri.host:
@@ -132,12 +142,11 @@ class SipDialer:
             finally:
                 watchdog.cancel()
                 await asyncio.shield(line.close())
-            return DialOutcome(call_id, "completed", 200, result)
+            return DialOutcome(call_id, "completed" if result is not None else "busy", 200, result)
         except asyncio.CancelledError:
             status = "canceled"
             if outgoing is not None:
-                with contextlib.suppress(ValueError):
-                    server.uac.send_cancel(outgoing)
+                self._cancel(outgoing)
             raise
         except (OSError, SdpError) as e:
             log.warning("%s outbound SIP call failed: %s", call_id, type(e).__name__)
@@ -173,12 +182,18 @@ class SipDialer:
                         self.server.wire.send(outgoing.invite, outgoing.remote_addr)  # Timer A
                     interval = min(interval * 2, T2)
         except TimeoutError:
-            with contextlib.suppress(ValueError):
-                self.server.uac.send_cancel(outgoing)
+            self._cancel(outgoing)
             return "no-answer", None
         except RuntimeError:  # rejected
             code = outgoing._reject_code
             return ("busy" if code in _BUSY else "no-answer" if code in _NO_ANSWER else "failed"), code
+
+    def _cancel(self, outgoing: OutgoingCall) -> None:
+        with contextlib.suppress(ValueError):  # not ringing any more: nothing to cancel
+            self.server.uac.send_cancel(outgoing)
+            now = time.monotonic()
+            self._cancelled = {k: v for k, v in self._cancelled.items() if now - v[1] < 32.0}
+            self._cancelled[outgoing.call_id] = (outgoing, now)
 
     async def _never_connected(self, call_id: str, agent: str, status: str) -> None:
         host = self.server.host
