@@ -77,7 +77,8 @@ class SipServer:
                           session_expires=config.session_expires_secs, min_se=config.session_min_se)
         self.uas.on_invite, self.uas.on_bye, self.uas.on_cancel = self._on_invite, self._on_bye, self._on_cancel
         self.uas.on_ack_timeout, self.uas.on_reinvite = self._on_ack_timeout, self._on_reinvite
-        self.uas.on_session_expired = self._on_session_expired
+        # In place of the UAS's expiry (one BYE, never resent): the call ends and ours is retransmitted.
+        self.uas._dispatch_session_expired = self._on_session_expired  # type: ignore[method-assign]
         self.listeners: list[StreamListener] = []
         self.registration: Registration | None = None
         trunk = trunk_from(config)  # fails fast on a malformed account
@@ -229,7 +230,7 @@ class SipServer:
         self._dropped(sip, "no ACK for 200 OK")
 
     def _on_session_expired(self, sip: SipInvite) -> None:
-        """No refresh in time (RFC 4028 §10): the UAS has sent BYE."""
+        """No refresh in time (RFC 4028 §10): the call is dropped, and its line sends BYE."""
         self._dropped(sip, "session timer expired without a refresh")
 
     def _dropped(self, sip: SipInvite, why: str) -> None:
