@@ -77,3 +77,49 @@ def test_real_model_calls_a_tool_with_schema_valid_arguments_or_speaks():
     spoken = _generate(booking, tool_dicts, [])
     assert spoken and all(kind == "text" for kind, _ in spoken)
     assert "".join(str(v) for _, v in spoken).strip()
+
+
+async def _answer(choice: object, said: str = "hello", after: list[dict] = ()) -> list[tuple[str, str]]:
+    """The real 0.5B model's answer to ``said`` under ``tool_choice`` (LLMContext's, as
+    Pipecat passes it), as (kind, text) pieces."""
+    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+    from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
+    from pipecat.processors.aggregators.llm_context import NOT_GIVEN, LLMContext
+
+    service = LlamaCppLLMService(model_path=manifest.resolve("qwen2.5-coder-0.5b-instruct") / "model.gguf")
+    tools = ToolsSchema(standard_tools=[
+        FunctionSchema(name="opening_hours", description="When the restaurant is open.",
+                       properties={}, required=[]),
+        FunctionSchema(name="find_restaurants", description="Restaurants by cuisine.",
+                       properties={"cuisine": {"type": "string"}}, required=[])])
+    context = LLMContext(messages=[{"role": "system", "content": "You are Luigi's receptionist."},
+                                   {"role": "user", "content": said}, *after],
+                         tools=tools, tool_choice=choice if choice is not None else NOT_GIVEN)
+    out = []
+    async for chunk in await service.get_chat_completions(context):
+        delta = chunk.choices[0].delta
+        if delta.tool_calls:
+            out.append(("tool", delta.tool_calls[0].function.name))
+        elif delta.content:
+            out.append(("text", delta.content))
+    return out
+
+
+@pytest.mark.models
+async def test_real_model_honours_the_contexts_tool_choice():
+    auto = await _answer(None)
+    assert [k for k, _ in auto] == ["text"] * len(auto) and auto  # "hello" needs no tool
+    required = await _answer("required")
+    assert required[0][0] == "tool" and required[0][1] in {"opening_hours", "find_restaurants"}
+    hours = "When are you open tonight?"
+    assert (await _answer("auto", hours))[0] == ("tool", "opening_hours")
+    spoken = await _answer("none", hours)
+    assert spoken and all(kind == "text" for kind, _ in spoken)
+    # After a tool's result the model speaks, required or not (else it would loop).
+    result = [{"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+               "function": {"name": "opening_hours", "arguments": "{}"}}]},
+              {"role": "tool", "tool_call_id": "c1", "content": '{"open": "noon to 11 pm"}'}]
+    after = await _answer("required", hours, result)
+    assert after and all(kind == "text" for kind, _ in after)
+    forced = await _answer({"type": "function", "function": {"name": "find_restaurants"}})
+    assert forced == [("tool", "find_restaurants")]

@@ -28,6 +28,7 @@ from typing import Any
 from openai.types.chat import ChatCompletionChunk
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
+from pipecat.utils.types import is_given
 
 from voxline.integrations.providers.local import shared
 from voxline.integrations.providers.local.llama_arguments import ask_for, parse_arguments, respell, ungrounded
@@ -41,6 +42,7 @@ from voxline.integrations.providers.local.llama_prompt import (
     JsonStringDecoder,
     arguments_grammar,
     completion_chunk,
+    decision_choices,
     name_grammar,
     render_prompt,
     tool_calls_since_user,
@@ -157,16 +159,20 @@ class LlamaCppLLMService(OpenAILLMService):
         # it speaks the result instead. Chains of tools need a larger (remote) model.
         after_tool = bool(messages) and messages[-1]["role"] == "tool"
         limit_reached = tool_calls_since_user(messages) >= self._max_tool_calls
-        tools_allowed = [] if after_tool or limit_reached else tools
+        names, speech = decision_choices(
+            context.tool_choice if is_given(context.tool_choice) else "auto",
+            [] if after_tool or limit_reached else [t["function"]["name"] for t in tools])
+        tools_allowed = [t for t in tools if t["function"]["name"] in names]
         model = await asyncio.to_thread(self._loaded)
         said = None
         if self._preamble is not None:  # the caller's words and what tools found, this call
             said = " ".join(str(m.get("content") or "") for m in messages[self._preamble:]
                             if m["role"] in ("user", "tool"))
-        return self._stream(model, render_prompt(messages, tools), tools_allowed, said)
+        return self._stream(model, render_prompt(messages, tools), tools_allowed, said, speech)
 
     async def _stream(
-        self, model: LoadedLlama, prompt: str, tools: list[dict[str, Any]], said: str | None = None
+        self, model: LoadedLlama, prompt: str, tools: list[dict[str, Any]], said: str | None = None,
+        speech: bool = True,
     ) -> AsyncIterator[ChatCompletionChunk]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -185,7 +191,7 @@ class LlamaCppLLMService(OpenAILLMService):
                     model.resume(model.tokens(prompt), self._last)
                     try:
                         self._generate(model, prompt, names, schemas, temperature, max_tokens, stop, emit,
-                                       said)
+                                       said, speech)
                     finally:
                         self._last = model.snapshot()
                 emit("done", None)
@@ -243,9 +249,12 @@ class LlamaCppLLMService(OpenAILLMService):
         stop: threading.Event,
         emit: Any,
         said: str | None = None,
+        speech: bool = True,
     ) -> None:
         """One answer, with ``model.lock`` held by the caller. ``said``: what the caller
-        said in this call (None: unknown), which a tool's required arguments must come from."""
+        said in this call (None: unknown), which a tool's required arguments must come from;
+        ``speech``: speaking instead of calling one of ``names`` is a choice (False under
+        ``tool_choice: required``)."""
         llama = model.llama
         temperature = float(_number(temperature, DEFAULT_TEMPERATURE))
         max_tokens = int(_number(max_tokens, DEFAULT_MAX_TOKENS))
@@ -253,7 +262,7 @@ class LlamaCppLLMService(OpenAILLMService):
         if names:  # empty when tools are not allowed now: the model must speak
             out = llama.create_completion(
                 model.tokens(prompt), max_tokens=12, temperature=0.0,
-                grammar=model.grammar(name_grammar(names)),
+                grammar=model.grammar(name_grammar(names, speech=speech)),
             )
             decision = out["choices"][0]["text"].rstrip('"')
         if decision != NO_TOOL and decision in schemas:

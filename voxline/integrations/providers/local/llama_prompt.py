@@ -35,9 +35,24 @@ def _gbnf_literal(text: str) -> str:
     return json.dumps(text)
 
 
-def name_grammar(names: list[str]) -> str:
-    choices = " | ".join(_gbnf_literal(n + '"') for n in [NO_TOOL, *names])
+def name_grammar(names: list[str], *, speech: bool = True) -> str:
+    """The decision: one of ``names``, or ``none`` (speak) unless ``speech`` is False
+    (``tool_choice: required``: a tool must be called)."""
+    choices = " | ".join(_gbnf_literal(n + '"') for n in [*([NO_TOOL] if speech else []), *names])
     return f"root ::= {choices}"
+
+
+def decision_choices(tool_choice: Any, names: list[str]) -> tuple[list[str], bool]:
+    """What the decision may pick under an OpenAI-style ``tool_choice`` (LLMContext's):
+    the tool names, and whether speaking (``none``) is among them."""
+    if tool_choice == "none":
+        return [], True
+    if tool_choice == "required":
+        return names, not names
+    if isinstance(tool_choice, dict):  # {"type": "function", "function": {"name": ...}}: that one
+        forced = str((tool_choice.get("function") or {}).get("name", ""))
+        return ([forced], False) if forced in names else (names, True)
+    return names, True  # auto, or not given
 
 
 # What the agent says: a non-empty JSON string body. Small models sometimes answer an
