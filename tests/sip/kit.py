@@ -90,21 +90,22 @@ def _read_traces(workdir: Path, scenario: str) -> str:
     return "".join(p.read_text(errors="replace") for p in workdir.glob(f"{scenario}_*_messages.log"))
 
 
-def free_udp_port() -> int:
+def free_udp_port(kind: int = 2) -> int:
+    """A port free on 127.0.0.1 (``kind``: socket.SOCK_DGRAM, or SOCK_STREAM for TCP)."""
     import socket
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-async def start_sipp_uas(scenario: str, port: int, workdir: Path, *,
+async def start_sipp_uas(scenario: str, port: int, workdir: Path, *args: str,
                          timeout: float = 40.0) -> asyncio.subprocess.Process:
     """SIPp as the called party on 127.0.0.1:``port`` for one call (``-sn uas`` or ``scenarios/NAME.xml``)."""
     await asyncio.to_thread(_remove_traces, workdir, scenario)
     which = ["-sn", "uas"] if scenario == "uas" else ["-sf", str(SCENARIOS / f"{scenario}.xml")]
     cmd = ["sipp", *which, "-i", "127.0.0.1", "-p", str(port), "-m", "1", "-nostdin", "-trace_msg",
-           "-trace_err", "-timeout", f"{int(timeout)}s", "-timeout_error"]
+           "-trace_err", "-timeout", f"{int(timeout)}s", "-timeout_error", *args]
     return await asyncio.create_subprocess_exec(*cmd, cwd=workdir, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT)
 
@@ -116,6 +117,18 @@ async def finish_sipp(proc: asyncio.subprocess.Process, workdir: Path, scenario:
     except TimeoutError:
         proc.kill()
         out, _ = await proc.communicate()
-    name = "uac_uas" if scenario == "uas" else scenario  # -sn uas names its traces after its file
-    messages = await asyncio.to_thread(_read_traces, workdir, name)
+    messages = await asyncio.to_thread(_read_traces, workdir, scenario)
     return SippRun(proc.returncode if proc.returncode is not None else -1, out.decode(errors="replace"), messages)
+
+
+async def wait_listening(port: int, timeout: float = 10.0) -> None:
+    """Until something accepts TCP connections on 127.0.0.1:``port`` (SIPp as a TCP server)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return

@@ -3,10 +3,12 @@ trunk on loopback; the agent runs on the answer, outcomes without an answer are 
 
 from __future__ import annotations
 
+import socket
+
 from tests.phone.kit import AgentScript, fake_services, write_agents
 from voxline.transports.sip.place import call_via_sip
 
-from .kit import finish_sipp, free_udp_port, start_sipp_uas
+from .kit import finish_sipp, free_udp_port, start_sipp_uas, wait_listening
 
 SAID = "He was not an ill disposed young man."
 CALLED = "+15550009999"
@@ -74,6 +76,19 @@ async def test_trunk_challenges_and_the_credentials_answer(sip_rig) -> None:
     assert run.messages.count("ACK sip:") == 2  # the 401 was ACKed, then the 200
     record = await rig.only_call()
     assert record.end_reason == "caller_hung_up" and record.direction == "outbound"
+
+
+async def test_call_through_a_tcp_trunk(sip_rig) -> None:
+    port = free_udp_port(socket.SOCK_STREAM)
+    rig = await sip_rig(trunk=f"sip:127.0.0.1:{port};transport=tcp", media_timeout_secs=1.5)
+    sipp = await start_sipp_uas("uas", port, rig.workdir, "-t", "t1")
+    await wait_listening(port)
+    assert rig.server.dialer is not None
+    outcome = await rig.server.dialer.dial(agent="restaurant", to=CALLED, from_="+15550001111")
+    run = await finish_sipp(sipp, rig.workdir, "uas")
+    assert outcome.status == "completed" and run.returncode == 0 and run.successful == 1, run.output
+    assert "INVITE sip:+15550009999@127.0.0.1:" in run.messages and ";transport=tcp" in run.messages
+    assert "Via: SIP/2.0/TCP" in run.messages and rig.server.wire.stats.datagrams == 0
 
 
 async def test_unanswered_call_is_cancelled(sip_rig) -> None:

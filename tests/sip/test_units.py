@@ -208,3 +208,14 @@ def test_session_timer_terms() -> None:
     too_short = session_terms(_invite("Supported: timer", "Session-Expires: 30"), config)
     assert isinstance(too_short, Refused) and too_short.status == 422 and too_short.headers == {"Min-SE": "90"}
     assert session_terms(_invite("Session-Expires: soon"), config) is None
+
+
+def test_sip_account_transports() -> None:
+    from voxline.transports.sip.account import parse_account
+
+    tcp = parse_account("sip:alice:pw@trunk.example.com;transport=tcp", "VOXLINE_SIP_TRUNK")
+    assert (tcp.transport, tcp.port, tcp.uri("+1555")) == ("TCP", 5060, "sip:+1555@trunk.example.com;transport=tcp")
+    tls = parse_account("sips:pbx.example.com", "VOXLINE_SIP_TRUNK")
+    assert (tls.transport, tls.port, tls.registrar_uri) == ("TLS", 5061, "sip:pbx.example.com:5061;transport=tls")
+    with pytest.raises(VoxlineError):
+        parse_account("sip:pbx.example.com;transport=sctp", "VOXLINE_SIP_TRUNK")

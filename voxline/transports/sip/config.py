@@ -15,7 +15,7 @@ trust lists and secrets (:meth:`SipConfig.from_env`):
   on the UDP port.
 - ``VOXLINE_SIP_REGISTER``: ``sip:USER:PASSWORD@REGISTRAR[:PORT]`` -- register there
   (digest, refreshed before expiry) so a trunk or PBX sends calls without a static route.
-- ``VOXLINE_SIP_TRUNK``: ``sip:[USER:PASSWORD@]HOST[:PORT]`` -- where outbound calls go
+- ``VOXLINE_SIP_TRUNK``: ``sip:[USER:PASSWORD@]HOST[:PORT][;transport=tcp|tls]`` -- where outbound calls go
   (default: the registered account).
 """
 

@@ -95,7 +95,8 @@ class SipDialer:
     async def address(self) -> tuple[str, int]:
         if self._address is None:
             loop = asyncio.get_running_loop()
-            info = await loop.getaddrinfo(self.trunk.host, self.trunk.port, type=socket.SOCK_DGRAM)
+            kind = socket.SOCK_DGRAM if self.trunk.transport == "UDP" else socket.SOCK_STREAM
+            info = await loop.getaddrinfo(self.trunk.host, self.trunk.port, type=kind)
             self._address = (str(info[0][4][0]), int(info[0][4][1]))
         return self._address
 
@@ -117,6 +118,7 @@ class SipDialer:
                                 to=to, status="ringing")
             offer = build_offer(host=server.config.advertised_host, port=media.port, session_id=call_id[-8:])
             remote = await self.address()
+            await server.reach(remote, self.trunk)
             outgoing = server.uac.send_invite(
                 self.trunk.uri(caller), to if to.startswith("sip:") else self.trunk.uri(to), remote,
                 sdp_offer=offer, auth=self.trunk.auth(), user_agent=server.config.user_agent)

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiosipua import SipRequest, SipResponse
 from aiosipua.auth import answer_challenge
@@ -34,8 +34,10 @@ def refresh_after(granted: int) -> float:
 class Registration:
     def __init__(self, requests: ClientRequests, target: SipAccount, *, contact: tuple[str, int],
                  expires: int = 600, user_agent: str | None = None, retry_secs: tuple[float, float] = (5.0, 300.0),
-                 on_address: Callable[[tuple[str, int]], None] | None = None) -> None:
+                 on_address: Callable[[tuple[str, int]], None] | None = None,
+                 reach: Callable[[tuple[str, int]], Awaitable[None]] | None = None) -> None:
         self.requests, self.target, self.contact, self.on_address = requests, target, contact, on_address
+        self.reach = reach  # opens the connection first, for a registrar on TCP/TLS
         self.expires, self.user_agent, self.retry_secs = expires, user_agent, retry_secs
         self.call_id = generate_call_id(contact[0])  # one Call-ID and From tag for every REGISTER
         self._tag, self._cseq = generate_tag(), 0
@@ -59,7 +61,7 @@ class Registration:
         while True:
             try:
                 granted = await self.register(self.expires)
-            except OSError as e:  # the registrar's name does not resolve (yet)
+            except OSError as e:  # the registrar's name does not resolve, or no connection to it
                 log.warning("- SIP registrar unreachable: %s", type(e).__name__)
                 granted = None
             if granted:
@@ -74,6 +76,8 @@ class Registration:
     async def register(self, expires: int) -> int | None:
         """One REGISTER (answering one challenge); the granted interval, or None on failure."""
         address = self.address or await self.resolve()
+        if self.reach is not None:
+            await self.reach(address)
         credentials: tuple[str, str] | None = None
         for _ in range(3):  # a challenge, a 423, then it must succeed
             response = await self.requests.send(self._request(expires, credentials), address)

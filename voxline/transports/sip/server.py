@@ -32,7 +32,7 @@ from aiosipua import SipRequest, SipResponse, SipUAC, SipUAS
 from voxline.logsafe import redact_number
 from voxline.pipelines.host import CallHost
 
-from .account import parse_account
+from .account import SipAccount, parse_account
 from .admission import Admission, Admitted, Refused
 from .call import SipCall
 from .config import REGISTER_ENV, SipConfig
@@ -42,7 +42,7 @@ from .outgoing import ClientRequests
 from .register import Registration
 from .rtp import PortPool, RtpMedia
 from .sdp import SdpError, build_answer, parse_offer
-from .stream import StreamListener, tls_context
+from .stream import StreamListener, connect, tls_context
 from .timers import SessionTerms, session_terms
 from .wire import SipWire, quiet_library_logs, reply
 
@@ -120,7 +120,8 @@ class SipServer:
             self.registration = Registration(self.requests, target, contact=contact,
                                              expires=self.config.register_expires_secs,
                                              user_agent=self.config.user_agent,
-                                             on_address=lambda addr: self.admission.trusted_ips.add(addr[0]))
+                                             on_address=lambda addr: self.admission.trusted_ips.add(addr[0]),
+                                             reach=lambda addr: self.reach(addr, target))
             self._spawn(self.registration.run())
         kinds = "/".join(["udp", *(s.kind.lower() for s in self.listeners)])
         log.info("- SIP listening on %s %s:%d%s", kinds, *self.address,
@@ -152,6 +153,17 @@ class SipServer:
             await listener.stop()
         self.listeners.clear()
         await self.uas.stop()
+
+    async def reach(self, addr: tuple[str, int], account: SipAccount) -> None:
+        """Before sending to a trunk or registrar on TCP/TLS: a connection of ours to it."""
+        if account.transport == "UDP" or addr in self.wire.streams:
+            return
+        port = self.config.tls_port if account.transport == "TLS" else self.address[1]
+        reader = await connect(self.wire, addr, account.transport, self.config.limits,
+                               contact=(self.config.advertised_host, port), server_hostname=account.host,
+                               in_use=lambda peer: bool(self.placed) or self.registration is not None)
+        self._tasks.add(reader)
+        reader.add_done_callback(self._tasks.discard)
 
     def _in_use(self, addr: tuple[str, int]) -> bool:
         return any(d.sip.source_addr == addr for d in self.dialogs.values())

@@ -13,7 +13,9 @@ same whatever the transport. What only a stream needs is here:
   it has started (no slow-drip headers), an idle timeout for a connection that no
   call uses, and a cap on unsent bytes for a peer that stops reading;
 * what we send on a connection names that transport: the top Via of our requests and
-  our Contact say TCP or TLS (with the TLS port), so the far end answers the same way.
+  our Contact say TCP or TLS (with the TLS port), so the far end answers the same way;
+* we open connections ourselves to a trunk or registrar reached over TCP or TLS
+  (:func:`connect`); they are read the same way.
 """
 
 from __future__ import annotations
@@ -188,24 +190,56 @@ class StreamListener:
 
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     addr: tuple[str, int]) -> None:
-        blank = bytearray()  # CR/LF between messages: ignored, CRLFCRLF is a ping
-        while True:
-            try:
-                async with asyncio.timeout(self.limits.stream_idle_secs):
-                    first = await reader.read(1)
-            except TimeoutError:
-                if self.in_use(addr):
-                    continue  # a call lives on this connection: quiet is normal
-                return
-            if not first:
-                return
-            if first in (b"\r", b"\n"):
-                blank += first
-                if blank.endswith(b"\r\n\r\n"):
-                    writer.write(b"\r\n")  # RFC 5626 §4.4.1 pong
-                    blank.clear()
-                del blank[:-4]
-                continue
-            blank.clear()
-            data = await read_message(reader, first, self.limits)
-            self.wire.received(data, addr, max_bytes=self.limits.max_stream_message_bytes)
+        await pump(self.wire, reader, writer, addr, self.limits, self.in_use)
+
+
+async def pump(wire: SipWire, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, addr: tuple[str, int],
+               limits: SipLimits, in_use: Callable[[tuple[str, int]], bool]) -> None:
+    """Messages from one connection into the wire until it closes (or idles unused)."""
+    blank = bytearray()  # CR/LF between messages: ignored, CRLFCRLF is a ping
+    while True:
+        try:
+            async with asyncio.timeout(limits.stream_idle_secs):
+                first = await reader.read(1)
+        except TimeoutError:
+            if in_use(addr):
+                continue  # a call lives on this connection: quiet is normal
+            return
+        if not first:
+            return
+        if first in (b"\r", b"\n"):
+            blank += first
+            if blank.endswith(b"\r\n\r\n"):
+                writer.write(b"\r\n")  # RFC 5626 §4.4.1 pong
+                blank.clear()
+            del blank[:-4]
+            continue
+        blank.clear()
+        data = await read_message(reader, first, limits)
+        wire.received(data, addr, max_bytes=limits.max_stream_message_bytes)
+
+
+async def connect(wire: SipWire, addr: tuple[str, int], kind: str, limits: SipLimits, *, contact: tuple[str, int],
+                  server_hostname: str | None = None,
+                  in_use: Callable[[tuple[str, int]], bool] = lambda addr: False) -> asyncio.Task[None]:
+    """Open a connection to a trunk or registrar (TLS: verified against the system's CAs and
+    ``server_hostname``); its messages are read like an accepted one's. Returns the reader task."""
+    context = ssl.create_default_context() if kind == "TLS" else None
+    async with asyncio.timeout(limits.stream_message_secs):
+        reader, writer = await asyncio.open_connection(
+            addr[0], addr[1], ssl=context, limit=limits.max_stream_message_bytes,
+            server_hostname=server_hostname if context else None)
+    connection = StreamConnection(kind, writer, contact, limits.max_stream_message_bytes * 4)
+    wire.streams[addr] = connection
+
+    async def read() -> None:
+        try:
+            await pump(wire, reader, writer, addr, limits, in_use)
+        except (FramingError, ConnectionError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError):
+            pass
+        finally:
+            if wire.streams.get(addr) is connection:
+                del wire.streams[addr]
+            writer.transport.abort()
+
+    return asyncio.create_task(read())
