@@ -259,7 +259,7 @@ def _phone(agents: Mapping[str, AgentSpec], routes: RoutingTable, host: CallHost
         host.recording_dir = config.recording_dir
     from voxline.transports.twilio import TwilioRestClient
     from voxline.transports.twilio.rest import MachineDetection
-    from voxline.transports.twilio.router import place_outbound_call, twilio_router
+    from voxline.transports.twilio.router import CallRefused, place_outbound_call, twilio_router
     from voxline.transports.twilio.signature import public_base
 
     rest = rest or TwilioRestClient(config.account_sid, config.auth_token, base_url=config.api_base_url)
@@ -286,12 +286,9 @@ def _phone(agents: Mapping[str, AgentSpec], routes: RoutingTable, host: CallHost
         except ProviderError as e:
             log.warning("- outbound call to %s failed: %s", redact_number(body.to), logsafe.clean(e))
             return JSONResponse({"error": "twilio refused the call", "retryable": e.retryable}, 502)
-        refusal = await host.admit(sid, body.agent)
-        if refusal is not None:  # raced past the cap: hang the new call up before it rings
-            with contextlib.suppress(ProviderError):
-                await rest.hang_up(sid)
-            await host.records.close(sid, reason="busy") if host.records else None
-            return JSONResponse({"error": f"agent or tenant at its call cap ({refusal})"}, 429)
+        except CallRefused as e:  # nothing was placed (or it was hung up before it rang)
+            status = 503 if e.reason == "draining" else 429
+            return JSONResponse({"error": f"agent or tenant at its call cap ({e.reason})"}, status)
         return JSONResponse({"call_sid": sid, "status": "queued", "agent": body.agent}, 201)
 
     return {"config": config, "rest": rest, "router": router, "place": place}

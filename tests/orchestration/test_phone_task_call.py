@@ -92,7 +92,7 @@ async def test_a_task_call_over_twilio_reports_its_outcome(tmp_path):
                 await asyncio.sleep(0.02)
             other = next(s for s in fake.calls if s != sid)
             assert not leg_status(other, "no-answer")  # not a person's leg: the router carries on
-            failed = await asyncio.wait_for(second, 5)
+            failed = await asyncio.wait_for(second, 15)
         await rest.aclose()
     assert outcome == {"status": "done", "confirmation": "4417", "details": "four, Friday 8 pm"}
     assert fake.calls[sid].one("To") == "+15550003333" and "agent=booker" in (fake.calls[sid].one("Url") or "")

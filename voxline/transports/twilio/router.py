@@ -15,12 +15,15 @@ call's agent and numbers come from that signed TwiML, never from the stream's cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 
+from voxline.errors import ProviderError
 from voxline.logsafe import clean, redact_number
 from voxline.orchestration.human import leg_status
 from voxline.pipelines.host import CallHost, IncomingCall
@@ -264,15 +267,39 @@ async def place_outbound_call(
     public_base_url: str,
     machine_detection: MachineDetection | None = None,
 ) -> str:
-    """Create an outbound call; Twilio fetches its stream TwiML from our answer URL."""
+    """Create an outbound call; Twilio fetches its stream TwiML from our answer URL.
+
+    The call's place under the agent's and tenant's caps is taken before Twilio is asked
+    (:class:`CallRefused` when there is none: no call is placed, nobody's phone rings),
+    then moved to the new CallSid, which the answer webhook finds already admitted."""
+    hold = f"placing-{uuid.uuid4().hex}"
+    refusal = await host.admit(hold, agent)
+    if refusal is not None:
+        raise CallRefused(refusal)
     base = public_base_url.rstrip("/")
-    sid = await rest.create_call(
-        to=to,
-        from_=from_,
-        url=f"{base}{ANSWER_PATH}?agent={agent}",
-        status_callback=base + STATUS_PATH,
-        machine_detection=machine_detection,
-    )
+    try:
+        sid = await rest.create_call(
+            to=to,
+            from_=from_,
+            url=f"{base}{ANSWER_PATH}?agent={agent}",
+            status_callback=base + STATUS_PATH,
+            machine_detection=machine_detection,
+        )
+    finally:
+        await host.release(hold, agent)
+    refusal = await host.admit(sid, agent)
+    if refusal is not None:  # raced past the cap in between: hang up before it rings
+        with contextlib.suppress(ProviderError):
+            await rest.hang_up(sid)
+        raise CallRefused(refusal)
     await host.announce(sid, agent=agent, channel="twilio", direction="outbound",
                         from_=from_, to=to, status="queued")
     return sid
+
+
+class CallRefused(Exception):
+    """No place under the call caps ("busy") or the server is draining."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
