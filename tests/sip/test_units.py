@@ -219,3 +219,7 @@ def test_sip_account_transports() -> None:
     assert (tls.transport, tls.port, tls.registrar_uri) == ("TLS", 5061, "sip:pbx.example.com:5061;transport=tls")
     with pytest.raises(VoxlineError):
         parse_account("sip:pbx.example.com;transport=sctp", "VOXLINE_SIP_TRUNK")
+    from voxline.transports.sip.account import unreachable
+
+    assert unreachable("127.0.0.1", None, tls) and not unreachable("198.51.100.7", tls)
+    assert not unreachable("127.0.0.1", parse_account("sip:127.0.0.1:5070", "X"), None)

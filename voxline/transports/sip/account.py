@@ -59,3 +59,9 @@ def parse_account(text: str, env: str, *, credentials: bool = False) -> SipAccou
     return SipAccount(unquote(m["user"]) if m["user"] else None,
                       unquote(m["password"]) if m["password"] is not None else None,
                       m["host"].strip("[]"), int(m["port"] or (5061 if transport == "TLS" else 5060)), transport)
+
+
+def unreachable(advertised_host: str, *accounts: SipAccount | None) -> bool:
+    """A loopback Contact/SDP address is useless to a registrar or trunk elsewhere."""
+    remote = [a.host for a in accounts if a is not None]
+    return advertised_host.startswith("127.") and any(not h.startswith(("127.", "localhost")) for h in remote)

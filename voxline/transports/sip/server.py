@@ -32,7 +32,7 @@ from aiosipua import SipRequest, SipResponse, SipUAC, SipUAS
 from voxline.logsafe import redact_number
 from voxline.pipelines.host import CallHost
 
-from .account import SipAccount, parse_account
+from .account import SipAccount, parse_account, unreachable
 from .admission import Admission, Admitted, Refused
 from .call import SipCall
 from .config import REGISTER_ENV, SipConfig
@@ -113,7 +113,9 @@ class SipServer:
                     raise
                 self.wire.local_addr = (self.config.host, 0)
         self.uas.advertised_addr = self.uac.advertised_addr = (self.config.advertised_host, self.address[1])
-        self._check_reachable()
+        if unreachable(self.config.advertised_host, self._register_to, self.dialer.trunk if self.dialer else None):
+            log.warning("- SIP advertises %s to a remote registrar or trunk: set VOXLINE_SIP_PUBLIC_HOST",
+                        self.config.advertised_host)
         if self._register_to is not None:
             target, contact = self._register_to, self.uas.advertised_addr
             self.admission.contact_users.add(target.user)
@@ -126,14 +128,6 @@ class SipServer:
         kinds = "/".join(["udp", *(s.kind.lower() for s in self.listeners)])
         log.info("- SIP listening on %s %s:%d%s", kinds, *self.address,
                  f" (tls on {self.tls_address[1]})" if self.tls_address else "")
-
-    def _check_reachable(self) -> None:
-        """A loopback Contact/SDP address is useless to a registrar or trunk elsewhere."""
-        remote = [a.host for a in (self._register_to, self.dialer.trunk if self.dialer else None) if a]
-        if self.config.advertised_host.startswith("127.") and any(not h.startswith(("127.", "localhost"))
-                                                                   for h in remote):
-            log.warning("- SIP advertises %s to a remote registrar or trunk: set VOXLINE_SIP_PUBLIC_HOST",
-                        self.config.advertised_host)
 
     async def _listen(self) -> None:
         config, host = self.config, self.config.advertised_host
