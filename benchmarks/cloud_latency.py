@@ -54,26 +54,19 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
-from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.worker import PipelineParams, PipelineWorker
-from pipecat.processors.aggregators.llm_context import LLMContext
-from pipecat.processors.aggregators.llm_response_universal import (
-    LLMContextAggregatorPair,
-    LLMUserAggregatorParams,
-)
 from pipecat.services.llm_service import LLMService
 from pipecat.services.tts_service import TTSService
 from pipecat.transports.base_output import BaseOutputTransport
-from pipecat.workers.runner import WorkerRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bare import start_bare, summary, timed_turns  # noqa: E402
 from tests.fakes.anthropic_api import FakeAnthropic, MessageReply  # noqa: E402
 from tests.fakes.deepgram import FakeDeepgram  # noqa: E402
 from tests.fakes.elevenlabs import FakeElevenLabs  # noqa: E402
 from tests.fakes.openai_api import ChatReply, FakeOpenAI  # noqa: E402
 from voxline.audio import synthesize  # noqa: E402
-from voxline.pipelines.builder import Services, turn_strategies, vad_analyzer  # noqa: E402
+from voxline.pipelines.builder import Services  # noqa: E402
 from voxline.pipelines.session import CallSession  # noqa: E402
 from voxline.spec import parse_spec  # noqa: E402
 from voxline.transports.simulated import CallerLine, SimulatedTransport  # noqa: E402
@@ -220,61 +213,23 @@ def bare_services(f: Fakes) -> Services:
     )
 
 
-async def start(kind: str, f: Fakes, line: CallerLine, stages: Stages):  # type: ignore[no-untyped-def]
-    if kind != "bare":
-        session = CallSession(spec(f, kind == "voxline_chain", grounding=kind != "voxline_ungrounded"),
-                              SimulatedTransport(line),
-                              audio_in_sample_rate=RATE, audio_out_sample_rate=RATE, observers=[stages])
-        return asyncio.create_task(session.run()), session
-    the_spec = spec(f, False)
-    transport, services = SimulatedTransport(line), bare_services(f)
-    aggregators = LLMContextAggregatorPair(
-        LLMContext(messages=[{"role": "system", "content": the_spec.system_prompt}]),
-        user_params=LLMUserAggregatorParams(vad_analyzer=vad_analyzer(the_spec),
-                                            user_turn_strategies=turn_strategies(the_spec)),
-    )
-    pipeline = Pipeline([transport.input(), services.stt, aggregators.user(), services.llm,
-                         services.tts, transport.output(), aggregators.assistant()])
-    worker = PipelineWorker(pipeline, params=PipelineParams(
-        audio_in_sample_rate=RATE, audio_out_sample_rate=RATE, enable_metrics=True,
-        enable_usage_metrics=True), idle_timeout_secs=None, enable_rtvi=False, observers=[stages])
-    runner = WorkerRunner(handle_sigint=False, check_dangling_tasks=False)
-
-    async def run() -> None:
-        await runner.add_workers(worker)
-        await runner.run()
-
-    return asyncio.create_task(run()), worker
-
-
 async def one_call(kind: str, f: Fakes, speech: bytes, turns: int, stages: Stages) -> list[float]:
     line = CallerLine(sample_rate=RATE)
-    task, handle = await start(kind, f, line, stages)
+    if kind == "bare":
+        task, handle = await start_bare(spec(f, False), line, bare_services(f), rate=RATE, observers=[stages])
+    else:
+        handle = CallSession(spec(f, kind == "voxline_chain", grounding=kind != "voxline_ungrounded"),
+                             SimulatedTransport(line), audio_in_sample_rate=RATE, audio_out_sample_rate=RATE,
+                             observers=[stages])
+        task = asyncio.create_task(handle.run())
     await asyncio.sleep(1.5)
-    samples = []
-    for _ in range(turns):
-        await line.say(speech).wait()
-        spoke_at = line.last_speech_sent_at
-        deadline, first = time.monotonic() + 10, None
-        while first is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
-            first = line.first_speech_after(spoke_at)
-        if first is not None:
-            samples.append((first - spoke_at) * 1000)
-        await asyncio.sleep(3.5)  # the answer plays out (~3 s of audio)
+    samples = await timed_turns(line, speech, turns, listen_secs=3.5)  # ~3 s of answer
     if kind == "bare":
         await handle.cancel()
     else:
         await handle.end("benchmark_done", now=True)
     await asyncio.wait_for(task, 15)
     return samples
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"n": len(values), "p50": round(statistics.median(values), 1),
-            "p95": round(pick(0.95), 1), "mean": round(statistics.fmean(values), 1)}
 
 
 async def main(calls: int, turns: int) -> dict:

@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
-import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
@@ -34,24 +32,17 @@ from pipecat.frames.frames import (
     TranscriptionFrame,
     TTSAudioRawFrame,
 )
-from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.worker import PipelineParams, PipelineWorker
-from pipecat.processors.aggregators.llm_context import LLMContext
-from pipecat.processors.aggregators.llm_response_universal import (
-    LLMContextAggregatorPair,
-    LLMUserAggregatorParams,
-)
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
 from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.services.tts_service import TTSService
 from pipecat.utils.time import time_now_iso8601
-from pipecat.workers.runner import WorkerRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bare import start_bare, summary, timed_turns  # noqa: E402
 from voxline.audio import synthesize  # noqa: E402
-from voxline.pipelines.builder import Services, turn_strategies, vad_analyzer  # noqa: E402
+from voxline.pipelines.builder import Services  # noqa: E402
 from voxline.pipelines.session import CallSession  # noqa: E402
 from voxline.spec import parse_spec  # noqa: E402
 from voxline.transports.simulated import CallerLine, SimulatedTransport  # noqa: E402
@@ -107,58 +98,20 @@ async def run_voxline(line: CallerLine) -> tuple[asyncio.Task, object]:
     return asyncio.create_task(session.run()), session
 
 
-async def run_bare(line: CallerLine) -> tuple[asyncio.Task, object]:
-    """The same cascade written directly with Pipecat, nothing of voxline's in between."""
-    transport = SimulatedTransport(line)
-    services = fakes()
-    aggregators = LLMContextAggregatorPair(
-        LLMContext(messages=[{"role": "system", "content": SPEC.system_prompt}]),
-        user_params=LLMUserAggregatorParams(vad_analyzer=vad_analyzer(SPEC),
-                                            user_turn_strategies=turn_strategies(SPEC)),
-    )
-    pipeline = Pipeline([transport.input(), services.stt, aggregators.user(), services.llm,
-                         services.tts, transport.output(), aggregators.assistant()])
-    worker = PipelineWorker(pipeline, params=PipelineParams(
-        audio_in_sample_rate=RATE, audio_out_sample_rate=RATE, enable_metrics=True),
-        idle_timeout_secs=None, enable_rtvi=False)
-    runner = WorkerRunner(handle_sigint=False, check_dangling_tasks=False)
-
-    async def run() -> None:
-        await runner.add_workers(worker)
-        await runner.run()
-
-    return asyncio.create_task(run()), worker
-
-
 async def one_call(kind: str, speech: bytes, turns: int) -> list[float]:
     line = CallerLine(sample_rate=RATE)
-    task, handle = await (run_voxline if kind == "voxline" else run_bare)(line)
+    if kind == "voxline":
+        task, handle = await run_voxline(line)
+    else:
+        task, handle = await start_bare(SPEC, line, fakes(), rate=RATE)
     await asyncio.sleep(1.0)
-    samples = []
-    for _ in range(turns):
-        await line.say(speech).wait()
-        spoke_at = line.last_speech_sent_at
-        deadline = time.monotonic() + 10
-        first = None
-        while first is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-            first = line.first_speech_after(spoke_at)
-        if first is not None:
-            samples.append((first - spoke_at) * 1000)
-        await asyncio.sleep(1.2)  # let the answer finish playing
+    samples = await timed_turns(line, speech, turns, listen_secs=1.2)
     if kind == "voxline":
         await handle.end("benchmark_done")
     else:
         await handle.cancel()
     await asyncio.wait_for(task, 10)
     return samples
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"n": len(values), "p50": round(statistics.median(values), 1),
-            "p95": round(pick(0.95), 1), "mean": round(statistics.fmean(values), 1)}
 
 
 async def main(calls: int, turns: int) -> dict:
