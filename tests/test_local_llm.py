@@ -123,3 +123,8 @@ async def test_real_model_honours_the_contexts_tool_choice():
     assert after and all(kind == "text" for kind, _ in after)
     forced = await _answer({"type": "function", "function": {"name": "find_restaurants"}})
     assert forced == [("tool", "find_restaurants")]
+
+
+def test_json_string_decoder_reads_unicode_escapes_split_across_pieces():
+    d = JsonStringDecoder()
+    assert d.feed("algo m\\u00") + d.feed('e1s"') == "algo más"

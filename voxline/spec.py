@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -29,8 +30,10 @@ from voxline.orchestration.settings import (
     Handoff,
     HumanHandoff,
     KnowledgeSettings,
+    LanguagePersona,
     MCPTools,
     Tasks,
+    check_languages,
     knowledge_from,
     split_tools,
 )
@@ -218,6 +221,11 @@ class Guardrails(_Strict):
     actions: dict[str, list[str]] = Field(default_factory=dict)
 
 
+LanguagePersona.model_rebuild(_types_namespace={
+    "PromptPart": PromptPart, "STTBlock": STTBlock, "LLMBlock": LLMBlock, "TTSBlock": TTSBlock,
+    "Example": Example})
+
+
 class AgentSpec(_Strict):
     name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     language: str = "en"
@@ -254,6 +262,8 @@ class AgentSpec(_Strict):
     knowledge: KnowledgeSettings | None = None
     humans: HumanHandoff | None = None
     tasks: Tasks = Field(default_factory=Tasks)
+    # A persona per language the caller may speak (voxline.orchestration.languages).
+    languages: dict[str, LanguagePersona] = Field(default_factory=dict)
     # The folder relative tool paths are resolved against; set by load_spec.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
@@ -307,15 +317,23 @@ class AgentSpec(_Strict):
             raise ValueError(f"more than one handoff to: {', '.join(duplicates)}")
         return handoffs
 
+    @field_validator("languages")
+    @classmethod
+    def _language_codes(cls, languages: dict[str, LanguagePersona], info: ValidationInfo) -> Any:
+        check_languages(str(info.data.get("language", "en")), languages)
+        return languages
+
     @model_validator(mode="after")
     def _examples_use_known_tools(self) -> AgentSpec:
         names = {t.name for t in self.tools} | {h.tool_name for h in self.handoffs}
         if any(h.agent == self.name for h in self.handoffs):
             raise ValueError("handoffs: an agent cannot hand off to itself")
-        for i, example in enumerate(self.examples):
-            for name in example.call or {}:
-                if name not in names:
-                    raise ValueError(f"examples.{i}.call: {name!r} is not one of the agent's tools")
+        for where, examples in [("", self.examples), *((f"languages.{code}.", p.examples or [])
+                                                       for code, p in self.languages.items())]:
+            for i, example in enumerate(examples):
+                for name in example.call or {}:
+                    if name not in names:
+                        raise ValueError(f"{where}examples.{i}.call: {name!r} is not one of the agent's tools")
         return self
 
     # Tools' settings and secrets from the platform's store (voxline.integrations.tools.

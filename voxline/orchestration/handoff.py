@@ -49,13 +49,15 @@ from pipecat.frames.frames import (
     ManuallySwitchServiceFrame,
     TTSSpeakFrame,
 )
-from pipecat.pipeline.service_switcher import ServiceSwitcher, ServiceSwitcherStrategyManual
+from pipecat.pipeline.service_switcher import ServiceSwitcher
 from pipecat.processors.aggregators.llm_context import NOT_GIVEN, LLMContext
 from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.services.llm_service import FunctionCallParams
 
 from voxline.errors import SpecError
+from voxline.orchestration.carry import carry_full, carry_summary
 from voxline.orchestration.settings import Handoff
+from voxline.orchestration.team_llm import TeamLLM, one_or_switched
 from voxline.processors.call_log import CallLog, ToolCallRecord
 from voxline.spec import AgentSpec
 
@@ -67,7 +69,6 @@ HANDOVER_NOTE = (
     "A colleague may have passed this caller to you in the middle of the call. If so, do not "
     "greet them again and do not ask for anything they already said: carry on from their last words."
 )
-SUMMARY_CHARS = 700
 WARM_WHEN_QUIET_SECS = 0.5  # incoming agents' prompts are evaluated once the call is this quiet
 
 
@@ -110,50 +111,6 @@ def handoff_schema(handoff: Handoff) -> FunctionSchema:
     )
 
 
-class TeamLLM(ServiceSwitcher):
-    """The team's LLMs behind one switcher, with the function-registration API the
-    builder and the call host use (registered on every member: each agent's own tools
-    are then put back on its own LLM by the team)."""
-
-    def __init__(self, llms: list[Any]):
-        super().__init__(list(llms), ServiceSwitcherStrategyManual)
-
-    @property
-    def active(self) -> Any:
-        return self.strategy.active_service
-
-    def register_function(self, name: str | None, handler: Any, *args: Any, **kwargs: Any) -> None:
-        for llm in self.services:
-            llm.register_function(name, handler, *args, **kwargs)
-
-    def unregister_function(self, name: str | None) -> None:
-        for llm in self.services:
-            llm.unregister_function(name)
-
-    def has_function(self, name: str) -> bool:
-        return bool(self.active.has_function(name))
-
-    async def warm_up(self, context: LLMContext) -> None:
-        warm = getattr(self.active, "warm_up", None)
-        if warm is not None:
-            await warm(context)
-
-    async def run_inference(self, context: LLMContext, **kwargs: Any) -> str | None:
-        return await self.active.run_inference(context, **kwargs)  # type: ignore[no-any-return]
-
-    async def summarize(self, prompt: str, max_tokens: int = 300) -> str:
-        own = getattr(self.active, "summarize", None)
-        if own is not None:
-            return str(await own(prompt, max_tokens=max_tokens))
-        answer = await self.active.run_inference(
-            LLMContext(messages=[{"role": "user", "content": prompt}]), max_tokens=max_tokens)
-        return answer or ""
-
-
-def _switcher(services: list[Any]) -> Any:
-    return services[0] if len(services) == 1 else ServiceSwitcher(services, ServiceSwitcherStrategyManual)
-
-
 @dataclass
 class Member:
     spec: AgentSpec
@@ -174,8 +131,15 @@ class Team:
         self.handoffs = 0
         stt = list(dict.fromkeys(m.stt for m in members.values()))
         tts = list(dict.fromkeys(m.tts for m in members.values()))
-        self.stt, self.tts = _switcher(stt), _switcher(tts)
+        self.stt, self.tts = one_or_switched(stt), one_or_switched(tts)
         self.llm = TeamLLM([m.llm for m in members.values()])
+        self._heard = self.stt  # what the pipeline gets: with personas, the STT and its gate
+        if any(m.spec.languages for m in members.values()):
+            from pipecat.pipeline.pipeline import Pipeline
+
+            from voxline.orchestration.languages import LanguageGate
+
+            self._heard = Pipeline([self.stt, LanguageGate(self)])
         self._session: Any = None
         self._preamble_len = 0
         self._extra_context: list[str] = []
@@ -187,24 +151,25 @@ class Team:
     @classmethod
     def build(cls, entry: AgentSpec, agents: Mapping[str, AgentSpec],
               make_services: Callable[[AgentSpec], Any]) -> Team:
-        """Services for every member (``make_services(spec)`` -> Services); members whose
-        STT or TTS blocks are the same share one service."""
+        """Services for every member and language persona (``make_services(spec)`` ->
+        Services); members whose STT (and languages heard) or TTS blocks are the same share
+        one service."""
+        from voxline.orchestration.languages import listen_for, with_personas
         from voxline.processors.speech_text import apply_stt_hints, use_speakable
 
         by_block: dict[str, Any] = {}
 
-        def shared(kind: str, spec: AgentSpec, service: Any) -> Any:
+        def shared(kind: str, spec: AgentSpec, service: Any, heard: str = "") -> Any:
             key = kind + json.dumps([b.model_dump(mode="json") for b in spec.chain(kind)], sort_keys=True)
-            if kind == "stt":
-                key += spec.language
-            return by_block.setdefault(key, service)
+            return by_block.setdefault(key + heard, service)
 
         members: dict[str, Member] = {}
-        for name, spec in team_members(entry, agents).items():
+        for name, spec, heard in with_personas(team_members(entry, agents)):
             services = make_services(spec)
-            stt, tts = shared("stt", spec, services.stt), shared("tts", spec, services.tts)
+            stt, tts = shared("stt", spec, services.stt, ",".join(heard)), shared("tts", spec, services.tts)
             if stt is services.stt:
                 apply_stt_hints(spec, stt)
+                listen_for(stt, spec, heard)
             use_speakable(tts)
             members[name] = Member(spec, stt, services.llm, tts)
         return cls(members, entry.name)
@@ -213,17 +178,19 @@ class Team:
     def services(self) -> Any:
         from voxline.pipelines.builder import Services
 
-        return Services(stt=self.stt, llm=self.llm, tts=self.tts)
+        return Services(stt=self._heard, llm=self.llm, tts=self.tts)
 
     # -- wiring, once the session's pipeline is built -----------------------------------
     def attach(self, session: Any, extra_context: list[str]) -> None:
         """Register each agent's tools and handoff choices on its own LLM, and advertise
         the entry agent's handoff choices."""
+        from voxline.orchestration.languages import language_note
         from voxline.pipelines.builder import example_messages, register_tools
 
         self._session, self._extra_context = session, list(extra_context)
         log_: CallLog = session.log
         entry_names = {t.name for t in self.members[self.entry].spec.tools}
+        entry_agent = self.members[self.entry].spec.name
         for name, member in self.members.items():
             spec = member.spec
             if name != self.entry:  # the builder registered the entry's tools on every member
@@ -238,8 +205,8 @@ class Team:
                 member.llm.register_function(handoff.tool_name, self._handler(name, handoff),
                                              cancel_on_interruption=True)
                 member.schema.append(handoff_schema(handoff))
-            system = "\n\n".join([spec.system_prompt, *([HANDOVER_NOTE] if name != self.entry else []),
-                                  *self._extra_context])
+            system = "\n\n".join([spec.system_prompt, *([HANDOVER_NOTE] if spec.name != entry_agent else []),
+                                  *language_note(spec, self.members[spec.name].spec), *self._extra_context])
             member.preamble = [{"role": "system", "content": system}, *example_messages(spec)]
         self._preamble_len = len(session.context.get_messages())
         self._advertise(self.entry)
@@ -356,9 +323,17 @@ class Team:
         return transfer
 
     async def switch(self, target: str, *, context_mode: str = "full", source: str | None = None,
-                     run_llm: bool = True) -> None:
-        """Hand the call to ``target``: its prompt, tools and services; it answers now."""
-        session, member = self._session, self.members[target]
+                     run_llm: bool = True, handoff: bool = True, send: Any = None) -> None:
+        """Hand the call to ``target``: its prompt, tools and services; it answers now.
+        ``handoff=False``: a switch of language (languages.py), which keeps the turn's
+        handoff choice and sends its frames with ``send`` (ahead of the caller's words)."""
+        from voxline.orchestration.languages import code, in_language
+
+        session = self._session
+        if handoff:  # a Spanish caller passed to bookings gets bookings' Spanish persona
+            language = code(self.members[self.current].spec.language)
+            target = in_language(self.members, target, language) or target
+        member = self.members[target]
         source = source or self.current
         old = self.members[source]
         context = session.context
@@ -367,11 +342,13 @@ class Team:
         context.set_messages([*member.preamble, *carried])
         self._preamble_len = len(member.preamble)
         self.current = target
-        self.handoffs += 1
-        self._handoff_turn = len(session.log.turns)
-        self._advertise(target, handoffs=False)
+        if handoff:
+            self.handoffs += 1
+            self._handoff_turn = len(session.log.turns)
+        self._advertise(target, handoffs=not handoff)
         self._reground(target)
-        session.log.answered_by(target)
+        # A language switch comes before the caller's turn opens: the turn it opens is the new one's.
+        session.log.answered_by(member.spec.name, member.spec.language, this_turn=handoff)
         log.info("%s handed over: %s -> %s (%s, %d messages carried)", session.call_id, source, target,
                  context_mode, len(carried))
         frames: list[Any] = []
@@ -381,62 +358,7 @@ class Team:
                 frames.append(ManuallySwitchServiceFrame(service=new))
         if run_llm:
             frames.append(LLMRunFrame())
-        await session.worker.queue_frames(frames)
-
-
-def _is_handoff_call(call: dict[str, Any]) -> bool:
-    return str(call.get("function", {}).get("name", "")).startswith("transfer_to_")
-
-
-def carry_full(conversation: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The conversation without the handoff choice itself (the incoming agent has no such
-    tool, and must answer the caller, not the choice) and without the greeting."""
-    dropped: set[str] = set()
-    out: list[dict[str, Any]] = []
-    first_user = next((i for i, m in enumerate(conversation) if m.get("role") == "user"), len(conversation))
-    # The outgoing agent's greeting is not the conversation: a small model repeats it.
-    conversation = [m for i, m in enumerate(conversation) if i >= first_user or m.get("role") != "assistant"]
-    for m in conversation:
-        calls = m.get("tool_calls") or []
-        if m.get("role") == "assistant" and calls:
-            kept = [c for c in calls if not _is_handoff_call(c)]
-            dropped |= {c.get("id", "") for c in calls if _is_handoff_call(c)}
-            if kept:
-                out.append({**m, "tool_calls": kept})
-            elif m.get("content"):
-                out.append({"role": "assistant", "content": m["content"]})
-            continue
-        if m.get("role") == "tool" and m.get("tool_call_id") in dropped:
-            continue
-        out.append(m)
-    return out
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return "" if content is None else str(content)
-
-
-def carry_summary(conversation: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
-    """A short summary built from the record (no LLM pass in the caller's turn): what the
-    caller said before and what the tools found, then the caller's last words verbatim."""
-    messages = carry_full(conversation)
-    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
-    earlier = [_text(m.get("content")) for m in messages[:last_user] if m.get("role") == "user"]
-    names = {c.get("id"): c.get("function", {}).get("name") for m in messages for c in m.get("tool_calls") or []}
-    found = [f"{names.get(m.get('tool_call_id'), 'a tool')} gave {_text(m.get('content'))}"
-             for m in messages[:last_user] if m.get("role") == "tool"]
-    parts = [f"The {source} agent passed this caller to you."]
-    if earlier:
-        parts.append("Before, the caller said: " + " / ".join(earlier))
-    if found:
-        parts.append("Done so far: " + "; ".join(found))
-    summary = " ".join(parts)
-    if len(summary) > SUMMARY_CHARS:
-        summary = summary[: SUMMARY_CHARS - 3] + "..."
-    tail = [messages[last_user]] if last_user is not None else []
-    return [{"role": "user", "content": f"(Summary of the call so far: {summary})"}, *tail]
+        await (send or session.worker.queue_frames)(frames)
 
 
 def apply_tool_choice(context: LLMContext, choice: str) -> None:

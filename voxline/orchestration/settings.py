@@ -8,15 +8,19 @@ Pydantic only, so that importing the spec never pulls in Pipecat, MCP or the sto
     tools:
       - {mcp: {command: python, args: [menu_server.py]}, only: [todays_specials]}
     knowledge: [docs/*.md]
+    languages: {es: {prompt: "Eres la recepcionista...", tts: {provider: espeak, voice: es}}}
     humans:
       targets: {front desk: {number: "+15550002222"}}
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from voxline.spec import Example, LLMBlock, PromptPart, STTBlock, TTSBlock
 
 AGENT_NAME = r"^[a-z0-9][a-z0-9_-]*$"
 
@@ -155,3 +159,40 @@ def split_tools(tools: Any) -> tuple[Any, list[Any]]:
     plain = [t for t in tools if not (isinstance(t, dict) and "mcp" in t)]
     return plain, [t for t in tools if isinstance(t, dict) and "mcp" in t]
 
+
+
+LANGUAGE_CODE = r"^[a-z]{2,3}$"  # Whisper's codes: es, de, fr, haw...
+
+
+class LanguagePersona(_Strict):
+    """The agent as it speaks to a caller in another language (``languages: {es: ...}``):
+    each block given replaces the agent's own for the rest of the call once Whisper
+    confidently hears that language; the rest (tools, handoffs, limits) stays the agent's.
+    ``greeting`` is said in the new voice when the call switches into the language.
+    The block types are the spec's own (bound by voxline.spec: it imports this module)."""
+
+    prompt: list[PromptPart] | None = None
+    greeting: str | None = None
+    fallback: str | None = None
+    stt: STTBlock | None = None
+    llm: LLMBlock | None = None
+    tts: TTSBlock | None = None
+    examples: list[Example] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prompt_from_string(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("prompt"), str):
+            return {**data, "prompt": [{"role": "system", "text": data["prompt"]}]}
+        return data
+
+
+def check_languages(language: str, languages: dict[str, LanguagePersona]) -> None:
+    """``languages`` keys are Whisper codes other than the agent's own ``language``."""
+    import re
+
+    for code in languages:
+        if not re.match(LANGUAGE_CODE, code):
+            raise ValueError(f"{code!r} is not a language code like es, de, fr")
+        if code == language.split("-")[0].lower():
+            raise ValueError(f"{code!r} is the agent's own language")

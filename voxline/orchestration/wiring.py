@@ -24,8 +24,8 @@ log = logging.getLogger("voxline.orchestration")
 
 def team_for(spec: AgentSpec, agents: Mapping[str, AgentSpec], services: Any,
              make: Callable[[AgentSpec], Any]) -> Team | None:
-    """The team of a call whose agent has handoffs (its own services first), else None."""
-    if not spec.handoffs:
+    """The team of a call whose agent has handoffs or languages (its own services first), else None."""
+    if not spec.handoffs and not spec.languages:
         return None
     return Team.build(spec, agents, lambda s: services if s is spec else make(s))
 

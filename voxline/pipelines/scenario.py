@@ -23,6 +23,8 @@ class Expect(_Strict):
     interrupted: bool | None = None
     # The agent that answered the turn (a handoff's target answers the turn it happened in).
     agent: str | None = None
+    # The language it answered in (a persona of ``languages:`` answers in its own).
+    language: str | None = None
     call_ended: bool | None = None
 
 

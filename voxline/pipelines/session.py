@@ -67,9 +67,9 @@ class CallSession:
         self.spec = spec
         self.call_id = call_id or uuid.uuid4().hex
         self.caller_id = caller_id
-        self.log = CallLog(on_turn_closed=on_turn, agent=spec.name)
+        self.log = CallLog(on_turn_closed=on_turn, agent=spec.name, language=spec.language)
         ToolGuard.of(self.log, spec)  # the call's tool limits: rate, cost cap (the entry agent's)
-        if team is None and spec.handoffs:  # the agents it may hand over to, from the folders beside it
+        if team is None and (spec.handoffs or spec.languages):  # agents it may hand over to, personas
             team = Team.build(spec, sibling_agents(spec),
                               lambda s: services if s is spec and services else Services.from_spec(s))
         self.team = team  # several agents answer this call (voxline.orchestration.handoff)

@@ -32,6 +32,7 @@ SPEAK_SLACK_SECS = 5.0  # beyond its own length, how long caller speech may take
 @dataclass
 class TurnReport:
     agent: str = ""  # the agent that answered (after a handoff: the one handed to)
+    language: str = ""  # the language it answered in
     caller_said: str = ""
     agent_heard: str = ""
     agent_said: str = ""
@@ -218,6 +219,7 @@ class Simulation:
     @staticmethod
     def _fill(report: TurnReport, records: list[TurnRecord]) -> None:
         report.agent = next((r.agent for r in reversed(records) if r.agent), report.agent)
+        report.language = next((r.language for r in reversed(records) if r.language), report.language)
         report.agent_heard = " ".join(r.user_text for r in records if r.user_text).strip()
         report.agent_said = " ".join(r.agent_text for r in records if r.agent_text).strip()
         report.interrupted = any(r.interrupted for r in records)
@@ -268,6 +270,8 @@ class Simulation:
                      f"they heard {report.caller_heard!r}")
         if expect.agent is not None and report.agent != expect.agent:
             fail(f"turn {n}: expected agent {expect.agent!r} to answer; {report.agent or 'no agent'!r} did")
+        if expect.language is not None and report.language != expect.language:
+            fail(f"turn {n}: expected an answer in {expect.language!r}; it was in {report.language or 'none'!r}")
         if expect.interrupted is not None and report.interrupted != expect.interrupted:
             fail(f"turn {n}: expected interrupted={expect.interrupted}, got {report.interrupted}")
         if expect.call_ended is not None and ended != expect.call_ended:

@@ -71,6 +71,7 @@ class TurnRecord:
 
     index: int
     agent: str = ""  # the agent that answered (the last one, when a handoff happened in the turn)
+    language: str = ""  # the language it answered in (its persona's: voxline.orchestration.languages)
     user_text: str = ""
     agent_text: str = ""
     interrupted: bool = False
@@ -93,10 +94,11 @@ class CallLog(BaseObserver):
     """Collects the call's turns. ``on_turn_closed`` lets stores write turn by turn."""
 
     def __init__(self, on_turn_closed: Callable[[TurnRecord], Awaitable[None]] | None = None,
-                 agent: str = ""):
+                 agent: str = "", language: str = ""):
         super().__init__()
         self.agent = agent  # who answers now; a handoff changes it (voxline.orchestration)
-        self.turns: list[TurnRecord] = [TurnRecord(index=0, agent=agent)]  # turn 0: the greeting
+        self.language = language  # and in which language
+        self.turns: list[TurnRecord] = [TurnRecord(index=0, agent=agent, language=language)]  # turn 0: the greeting
         self.interruptions = 0  # barge-ins so far: a tool call started before one is stale
         self.guard: Any = None  # the call's ToolGuard (voxline.integrations.tools.guard)
         self.tools_running = 0  # tool calls in flight (guarded handlers count them)
@@ -258,12 +260,15 @@ class CallLog(BaseObserver):
     # Called by the session from the context aggregators' events.
     async def open_turn(self) -> None:
         await self.close_turn()
-        self.turns.append(TurnRecord(index=len(self.turns), agent=self.agent))
+        self.turns.append(TurnRecord(index=len(self.turns), agent=self.agent, language=self.language))
 
-    def answered_by(self, agent: str) -> None:
-        """A handoff: ``agent`` answers from now on, this turn included."""
+    def answered_by(self, agent: str, language: str | None = None, *, this_turn: bool = True) -> None:
+        """A handoff: ``agent`` answers from now on (in ``language``), this turn included
+        unless ``this_turn`` is False (the switch is for the turn about to open)."""
         self.agent = agent
-        self.current.agent = agent
+        self.language = language if language is not None else self.language
+        if this_turn:
+            self.current.agent, self.current.language = agent, self.language
 
     async def user_turn(self, text: str) -> None:
         await self.open_turn()

@@ -91,7 +91,15 @@ def build_piper(block: TTSBlock) -> Any:
 def build_espeak(block: TTSBlock) -> Any:
     from voxline.integrations.providers.local.espeak import EspeakTTSService
 
-    return use_first_clause(EspeakTTSService(voice=block.options.get("espeak_voice", "en-us")))
+    return use_first_clause(EspeakTTSService(voice=espeak_voice(block)))
+
+
+def espeak_voice(block: TTSBlock) -> str:
+    """``voice: es`` (an espeak-ng voice) on an espeak block; Piper's fallback takes
+    ``options.espeak_voice`` (its ``voice`` names a Piper voice)."""
+    if block.provider == "espeak" and block.voice:
+        return block.voice
+    return str(block.options.get("espeak_voice", "en-us"))
 
 
 def describe_local(block: ProviderBlock) -> str:
@@ -105,4 +113,4 @@ def describe_piper(block: TTSBlock) -> str:
 
 
 def describe_espeak(block: TTSBlock) -> str:
-    return f"espeak-ng {block.options.get('espeak_voice', 'en-us')}"
+    return f"espeak-ng {espeak_voice(block)}"

@@ -150,13 +150,26 @@ class JsonStringDecoder:
     def __init__(self) -> None:
         self.closed = False
         self._pending_escape = False
+        self._unicode: str | None = None  # the hex digits of a \uXXXX escape so far
 
     def feed(self, raw: str) -> str:
         out = []
         for ch in raw:
             if self.closed:
                 break
-            if self._pending_escape:
+            if self._unicode is not None:  # "m\u00e1s" (a model writes JSON's escapes too)
+                self._unicode += ch
+                if len(self._unicode) == 4:
+                    try:
+                        char = chr(int(self._unicode, 16))
+                    except ValueError:
+                        char = "u" + self._unicode
+                    if not "\ud800" <= char <= "\udfff":  # half an emoji: nothing speakable
+                        out.append(char)
+                    self._unicode = None
+            elif self._pending_escape and ch == "u":
+                self._pending_escape, self._unicode = False, ""
+            elif self._pending_escape:
                 self._pending_escape = False
                 out.append(self._ESCAPES.get(ch, ch))
             elif ch == "\\":
