@@ -393,5 +393,6 @@ def check_spec(path: str | Path) -> tuple[AgentSpec | None, list[tuple[str, str]
     # Imported late: these pull in provider and tool machinery.
     from voxline.integrations.providers.registry import check_providers
     from voxline.integrations.tools.loader import check_tools
+    from voxline.orchestration.languages import check_personas
 
-    return spec, check_providers(spec) + check_tools(spec)
+    return spec, check_providers(spec) + check_tools(spec) + check_personas(spec)

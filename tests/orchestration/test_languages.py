@@ -24,7 +24,7 @@ from voxline.orchestration.languages import persona_spec
 from voxline.pipelines.builder import Services
 from voxline.pipelines.scenario import Expect, Scenario, Turn
 from voxline.pipelines.simulate import Simulation
-from voxline.spec import AgentSpec, LLMBlock, load_spec, parse_spec
+from voxline.spec import AgentSpec, LLMBlock, check_spec, load_spec, parse_spec
 
 RECEPTION = AGENTS / "reception" / "agent.yaml"
 
@@ -51,6 +51,14 @@ def test_languages_are_checked_with_their_field_paths():
         with pytest.raises(SpecError) as e:
             parse_spec({**base, "languages": languages})
         assert path in [p for p, _ in e.value.problems], e.value.problems
+
+
+def test_voxline_check_reports_a_personas_blocks_at_their_paths(tmp_path):
+    (tmp_path / "agent.yaml").write_text(
+        "name: a\nprompt: hi\ntts: {provider: espeak}\n"
+        "languages:\n  es: {prompt: hola, tts: {provider: nosuch}}\n  de: {tts: {provider: espeak, voice: de}}\n")
+    _, problems = check_spec(tmp_path / "agent.yaml")
+    assert [p for p, _ in problems] == ["languages.es.tts.provider"], problems
 
 
 def test_only_a_confident_listed_language_switches():

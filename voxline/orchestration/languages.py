@@ -79,6 +79,18 @@ def persona_spec(spec: AgentSpec, language: str) -> AgentSpec:
     return spec.model_copy(update=update)
 
 
+def check_personas(spec: AgentSpec) -> list[tuple[str, str]]:
+    """``voxline check`` of the provider blocks each persona gives, at their field paths."""
+    from voxline.integrations.providers.registry import check_providers
+
+    problems = []
+    for language, persona in spec.languages.items():
+        given = tuple(kind for kind in ("stt", "llm", "tts") if getattr(persona, kind) is not None)
+        problems += [(f"languages.{language}.{path}", message) for path, message
+                     in check_providers(persona_spec(spec, language)) if given and path.startswith(given)]
+    return problems
+
+
 def with_personas(members: Mapping[str, AgentSpec]) -> Iterator[tuple[str, AgentSpec, list[str]]]:
     """(team key, spec, languages its STT listens for) of every member and persona; the
     agents before their personas, so a persona without its own STT shares the agent's."""
