@@ -14,17 +14,18 @@ from pipecat.frames.frames import Frame, TranscriptionFrame
 from tests.fakes.openai_chat import FakeOpenAIChat, Reply
 from tests.fakes.scripted import ScriptedSTT
 from tests.fakes.twilio_loopback import serve
-from tests.orchestration.kit import AGENTS, Voice
+from tests.orchestration.kit import AGENTS, Voice, agents_on
 from voxline.audio import to_pcm16, write_wav
 from voxline.errors import SpecError
 from voxline.integrations.providers.local.whisper_language import choose
 from voxline.integrations.providers.registry import build_llm
 from voxline.orchestration.handoff import Team
 from voxline.orchestration.languages import persona_spec
+from voxline.orchestration.settings import LanguagePersona
 from voxline.pipelines.builder import Services
 from voxline.pipelines.scenario import Expect, Scenario, Turn
 from voxline.pipelines.simulate import Simulation
-from voxline.spec import AgentSpec, LLMBlock, check_spec, load_spec, parse_spec
+from voxline.spec import AgentSpec, LLMBlock, PromptPart, TTSBlock, check_spec, load_spec, parse_spec
 
 RECEPTION = AGENTS / "reception" / "agent.yaml"
 
@@ -146,3 +147,29 @@ async def test_the_persona_follows_the_caller_into_spanish_and_back(monkeypatch)
     assert ("es", "¡Hola! Seguimos en español.") in spoken and ("es", "Cerramos a las once.") in spoken
     assert ("en-us", "You're welcome.") in spoken and ("en-us", "Cerramos a las once.") not in spoken
     assert [t.language for t in sim.session.log.turns] == ["en", "en", "es", "en"]
+
+
+async def test_a_spanish_caller_handed_to_bookings_gets_bookings_spanish_persona(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    fake = FakeOpenAIChat(replies=[
+        Reply(tool="transfer_to_bookings"),  # the front desk's Spanish persona
+        Reply(text="Reservado."),  # bookings' Spanish persona
+    ])
+    spoken: list[tuple[str, str]] = []
+    stt = LabelledSTT([("Quiero reservar una mesa", "es")])
+    async with serve(fake.app()) as url:
+        agents = agents_on(url, "front-desk", "bookings")
+        for name, voice in (("front-desk", "es"), ("bookings", "es-419")):
+            agents[name] = agents[name].model_copy(update={"languages": {"es": LanguagePersona(
+                prompt=[PromptPart(text=f"Eres {name}.")], tts=TTSBlock(provider="espeak", voice=voice))}})
+        team = Team.build(agents["front-desk"], agents, lambda s: Services(
+            stt=stt, llm=build_llm(s.llm, max_tool_calls_per_turn=3), tts=Voice(s.tts.voice or "en-us", spoken)))
+        scenario = Scenario(agent=AGENTS / "front-desk" / "agent.yaml", answer_timeout_secs=20, turns=[
+            Turn(say="I want to book a table", expect=Expect(agent="bookings", language="es"))])
+        sim = Simulation(scenario, spec=agents["front-desk"], listen=False, session_kwargs={"team": team})
+        report = await sim.run()
+
+    assert report.passed, report.failures
+    systems = [r["messages"][0]["content"] for r in fake.requests]
+    assert systems[0].startswith("Eres front-desk.") and systems[1].startswith("Eres bookings.")
+    assert ("es-419", "Reservado.") in spoken and team.current == "bookings:es"
