@@ -7,6 +7,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -40,7 +44,30 @@ def head_revision() -> str:
     return head
 
 
+@contextlib.asynccontextmanager
+async def _file_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    """SQLite has no advisory lock: workers starting together on a new database file
+    take turns through a lock file beside it (else both create the tables, one fails)."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    path = Path(database).with_name(Path(database).name + ".migrate-lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)  # off the loop: it may wait
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
+    async with _file_lock(engine):
+        await _upgrade(engine, revision)
+
+
+async def _upgrade(engine: AsyncEngine, revision: str) -> None:
     cfg = _config()
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
