@@ -107,7 +107,8 @@ def listen_for(stt: Any, spec: AgentSpec, languages: list[str]) -> None:
     if callable(listen) and len(languages) > 1:
         from voxline.integrations.providers.local.whisper_language import MIN_PROBABILITY
 
-        listen(languages, float(spec.stt.options.get("language_confidence", MIN_PROBABILITY)))
+        listen(languages, float(spec.stt.options.get("language_confidence", MIN_PROBABILITY)),
+               current=code(spec.language))  # a persona's own STT starts in its language
 
 
 def in_language(members: Mapping[str, Any], agent: str, language: str) -> str | None:

@@ -54,11 +54,12 @@ class LocalWhisperSTTService(WhisperSTTService):
         self._current = ""  # the language the call is in now (the last one confidently heard)
         super().__init__(**kwargs)  # calls _load
 
-    def listen_for(self, languages: list[str], min_probability: float = MIN_PROBABILITY) -> None:
+    def listen_for(self, languages: list[str], min_probability: float = MIN_PROBABILITY,
+                   current: str | None = None) -> None:
         """Decode each utterance in whichever of ``languages`` Whisper confidently hears
-        in it, else in the call's current language (the first of them to start with)."""
+        in it, else in the call's current language (``current``, or the first of them)."""
         self._languages, self._min_probability = list(dict.fromkeys(languages)), min_probability
-        self._current = self._languages[0] if self._languages else ""
+        self._current = current or (self._languages[0] if self._languages else "")
 
     def set_vocabulary(self, words: str) -> None:
         """Words this call is likely to hear (names, the agent's tools): faster-whisper's
