@@ -173,3 +173,13 @@ async def test_a_spanish_caller_handed_to_bookings_gets_bookings_spanish_persona
     systems = [r["messages"][0]["content"] for r in fake.requests]
     assert systems[0].startswith("Eres front-desk.") and systems[1].startswith("Eres bookings.")
     assert ("es-419", "Reservado.") in spoken and team.current == "bookings:es"
+
+
+def test_a_personas_own_models_are_preloaded_with_the_agents():
+    from voxline.integrations.providers.local.shared import model_needs
+
+    spec = parse_spec({"name": "a", "prompt": "x", "tts": {"provider": "espeak"}, "languages": {
+        "es": {"llm": {"provider": "llama", "model": "qwen2.5-coder-1.5b-instruct"}}}})
+    labels = [need.label for need in model_needs([spec])]
+    assert "qwen2.5-coder-0.5b-instruct" in labels and "qwen2.5-coder-1.5b-instruct" in labels
+    assert labels.count("whisper-base") == 1  # the persona hears with the agent's Whisper

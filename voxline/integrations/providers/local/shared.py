@@ -168,6 +168,10 @@ def model_needs(specs: Iterable[AgentSpec]) -> list[ModelNeed]:
         needs.setdefault(key, ModelNeed(label, key, load))
 
     need("silero vad", ("silero",), silero)
+    from voxline.orchestration.languages import persona_spec
+
+    specs = [persona for spec in specs  # a language persona may speak with models of its own
+             for persona in (spec, *(persona_spec(spec, code) for code in spec.languages))]
     for spec in specs:
         for block in _chain(spec, "stt"):
             if block.provider == "whisper":
