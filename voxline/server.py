@@ -353,6 +353,9 @@ def serve(agents_dir: Path, host: str = "127.0.0.1", port: int = 8080, *,
         if n > 1:
             os.environ[SIP_SHARED_ENV] = "1"
     logsafe.install(log_level)
+    if n > 1 and not os.environ.get("REDIS_URL"):
+        log.warning("- %d workers without REDIS_URL: call caps, rate limits and one-use web session "
+                    "tokens are kept per worker (set REDIS_URL to share them)", n)
     trust_proxy = _flag(TRUST_PROXY_ENV)
     # Twilio sends small JSON messages 50 times a second per call: compressing them
     # (permessage-deflate, on by default) costs more CPU than it saves bandwidth.
