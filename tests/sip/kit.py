@@ -32,11 +32,27 @@ def write_speech(path: Path, *, law: str = "ULAW", clip: str = CLIP, lead_secs: 
     return path
 
 
+def write_speech_g722(path: Path, *, clip: str = CLIP, lead_secs: float = 0.5, tail_secs: float = 1.5) -> Path:
+    """The clip at 16 kHz encoded to G.722 by FFmpeg (PyAV): raw payloads, 160 bytes per
+    20 ms, as SIPp's ``rtp_stream`` sends them with payload type 9."""
+    from voxline.transports.sip.codecs import G722Codec
+
+    samples, rate = sf.read(LIBRIVOX / f"{clip}.wav", dtype="float32")
+    audio = soxr.resample(samples, rate, 16000, quality="HQ")
+    audio = np.concatenate([np.zeros(int(16000 * lead_secs), np.float32), audio,
+                            np.zeros(int(16000 * tail_secs), np.float32)])
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    codec = G722Codec()
+    path.write_bytes(b"".join(codec.encode(pcm[i:i + 640]) for i in range(0, len(pcm) - 639, 640)))
+    return path
+
+
 def prepare_workdir(workdir: Path) -> Path:
     """SIPp's working folder: the speech files and the RFC 2833 pcaps the scenarios name."""
     workdir.mkdir(parents=True, exist_ok=True)
     write_speech(workdir / "speech.wav", law="ULAW")
     write_speech(workdir / "speech_alaw.wav", law="ALAW")
+    write_speech_g722(workdir / "speech.g722")
     for digit in ("1", "2"):
         shutil.copy(SIPP_PCAPS / f"dtmf_2833_{digit}.pcap", workdir)
     return workdir

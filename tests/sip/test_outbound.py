@@ -31,7 +31,7 @@ async def test_called_party_answers_speaks_and_hangs_up(sip_rig) -> None:
     assert record.end_reason == "caller_hung_up"
     assert [(t.role, t.text) for t in record.turns] == [
         ("assistant", "Hello, thanks for calling."), ("user", SAID), ("assistant", "I can help with that.")]
-    assert f"INVITE sip:{CALLED}@127.0.0.1:" in run.messages and "RTP/AVP 0 8 101" in run.messages
+    assert f"INVITE sip:{CALLED}@127.0.0.1:" in run.messages and "RTP/AVP 9 0 8 101" in run.messages
     assert (record.transport_stats or {})["media_in"] > 200  # the callee's speech, decoded as A-law
 
 

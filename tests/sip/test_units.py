@@ -96,7 +96,7 @@ def test_digest_verifies_responses_and_nonces() -> None:
 
 
 OFFER = ("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
-         "m=audio 4000 RTP/AVP 9 8 0 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+         "m=audio 4000 RTP/AVP 3 8 0 101\r\na=rtpmap:3 GSM/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
          "a=sendrecv\r\n")
 
 
@@ -108,7 +108,7 @@ def test_sdp_offer_answer() -> None:
     assert audio.port == 10002 and audio.formats == ["8", "101"] and "sendrecv" in audio.attributes
     held = parse_offer(OFFER.replace("a=sendrecv", "a=sendonly"))
     assert "recvonly" in build_answer(held, host="h", port=1, session_id="1").media[0].attributes
-    for bad, status in [(OFFER.replace("9 8 0 101", "9 18"), 488), (OFFER.replace("192.0.2.1", "example.com"), 488),
+    for bad, status in [(OFFER.replace("3 8 0 101", "3 18"), 488), (OFFER.replace("192.0.2.1", "example.com"), 488),
                         (OFFER.replace("4000", "0"), 488)]:
         with pytest.raises(SdpError) as e:
             parse_offer(bad)

@@ -26,7 +26,7 @@ from voxline.transports.twilio.marks import MarkLedger
 
 from .config import SipConfig
 from .outgoing import ClientRequests
-from .rtp import RATE, RtpMedia
+from .rtp import RtpMedia
 from .transport import SipTransport
 
 log = logging.getLogger("voxline.sip")
@@ -69,7 +69,7 @@ class SipCall:
         """What the call host runs: this line, keypad digits to the agent, heard-text tracking."""
         return HostCall(
             call_id=self.call_id, agent=agent, channel="sip", direction=direction, caller=caller,
-            dialed=dialed, transport=self.transport, line=self, sample_rate=RATE,
+            dialed=dialed, transport=self.transport, line=self, sample_rate=self.media.rate,
             before_llm=[DTMFAggregator(timeout=1.5)], before_output=[self.heard.observer],
             after_output=[self.heard.gate], stats=self.stats, hangup=self.hung_up,
         )
@@ -123,7 +123,7 @@ class SipCall:
 
     # -- media watchdog ------------------------------------------------------
     async def watch(self) -> None:
-        tick = self.media.batch_bytes / 2 / 8000
+        tick = self.media.batch_ms / 1000
         quiet = 0
         while True:
             await asyncio.sleep(tick)

@@ -1,14 +1,14 @@
-"""One call's RTP: a UDP port pair from the configured range, G.711 both ways, RFC 4733 in.
+"""One call's RTP: a UDP port pair from the configured range, G.711 or G.722 both ways, RFC 4733 in.
 
 aiortp supplies the wire formats (RTP/RTCP packets, the G.711 codecs, telephone
-events); the policy is ours:
+events), :mod:`.codecs` the codec of the call; the policy is ours:
 
 * **symmetric RTP** (RFC 4961): we send to where the caller's packets come from, not
   only to the SDP address, so callers behind NAT hear us. The first valid packet
   latches the address; another source may take over only after the latched one has
   been silent for ``relatch_secs`` (no mid-call hijack by a stray sender);
 * inbound packets go through a :class:`~.jitter.ReorderBuffer`, are decoded to 16-bit
-  PCM and handed over in batches of ``batch_ms``;
+  PCM at the codec's rate (:attr:`RtpMedia.rate`) and handed over in batches of ``batch_ms``;
 * outbound, the caller of :meth:`send` paces (see :mod:`.transport`); we keep the
   RTP timestamp on the wall clock across pauses and set the marker bit at the start
   of each talk spurt;
@@ -25,17 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiortp import DtmfEvent, RtcpSrPacket, RtpPacket
-from aiortp.codecs.g711 import PcmaCodec, PcmuCodec
 from aiortp.packet import RtcpSenderInfo
 
+from .codecs import CLOCK_RATE, PACKET_TICKS, codec_for
 from .jitter import LOST, NON_MEDIA, ReorderBuffer
 from .sdp import MediaOffer
 
 log = logging.getLogger("voxline.sip")
 
-RATE = 8000
-PACKET_SAMPLES = 160  # 20 ms
-PACKET_BYTES = PACKET_SAMPLES * 2  # of 16-bit PCM
+PACKET_SECS = PACKET_TICKS / CLOCK_RATE  # 20 ms
 _NTP_EPOCH = 2208988800
 
 
@@ -84,13 +82,14 @@ class RtpMedia:
     def __init__(self, offer: MediaOffer, *, pool: PortPool, batch_ms: int = 80, jitter_packets: int = 3,
                  relatch_secs: float = 2.0, rtcp_interval_secs: float = 5.0) -> None:
         self.offer = offer
-        self.codec = PcmuCodec() if offer.payload_type == 0 else PcmaCodec()
+        self.codec = codec_for(offer.payload_type)
+        self.rate = offer.audio_rate  # of the PCM in and out: 8000, or 16000 for G.722
         self.remote = offer.remote
         self.pool = pool
         self.port = 0
         self.stats = MediaStats()
         self.jitter = ReorderBuffer(jitter_packets)
-        self.batch_bytes = max(PACKET_BYTES, RATE * 2 * batch_ms // 1000)
+        self.batch_ms = batch_ms
         self.relatch_secs = relatch_secs
         self.rtcp_interval_secs = rtcp_interval_secs
         self.on_audio: Callable[[bytes], None] | None = None
@@ -108,10 +107,20 @@ class RtpMedia:
         self._rtp: _Socket | None = None
         self._rtcp: _Socket | None = None
 
+    @property
+    def packet_bytes(self) -> int:
+        """16-bit PCM in one 20 ms packet at the call's rate."""
+        return int(self.rate * PACKET_SECS) * 2
+
+    @property
+    def batch_bytes(self) -> int:
+        return max(self.packet_bytes, self.rate * 2 * self.batch_ms // 1000)
+
     def agree(self, offer: MediaOffer) -> None:
         """The far end's answer to our offer: where to send, and in which codec."""
         if offer.payload_type != self.offer.payload_type:
-            self.codec = PcmuCodec() if offer.payload_type == 0 else PcmaCodec()
+            self.codec = codec_for(offer.payload_type)
+            self.rate = offer.audio_rate
         self.offer, self.remote = offer, offer.remote
 
     async def open(self, host: str) -> int:
@@ -191,7 +200,7 @@ class RtpMedia:
 
     def _emit(self, payloads: list[bytes | None]) -> None:
         for payload in payloads:
-            self._batch += bytes(PACKET_BYTES) if payload is LOST else self.codec.decode(payload)
+            self._batch += bytes(self.packet_bytes) if payload is LOST else self.codec.decode(payload)
         while len(self._batch) >= self.batch_bytes:
             chunk = bytes(self._batch[: self.batch_bytes])
             del self._batch[: self.batch_bytes]
@@ -214,7 +223,7 @@ class RtpMedia:
         return self._latched or self.remote
 
     def send(self, pcm: bytes) -> None:
-        """One 20 ms packet of 16-bit PCM, now."""
+        """One 20 ms packet of 16-bit PCM at :attr:`rate`, now."""
         if self._rtp is None or self._rtp.transport is None or self.offer.direction in ("sendonly", "inactive"):
             return  # on hold: the caller does not want our audio
         now = time.monotonic()
@@ -222,10 +231,10 @@ class RtpMedia:
         if self._last_send is None or now - self._last_send > 0.04:
             marker = 1  # a new talk spurt: the timestamp follows the wall clock
             if self._last_send is not None:
-                gap = round((now - self._last_send) * RATE / PACKET_SAMPLES) * PACKET_SAMPLES
+                gap = round((now - self._last_send) / PACKET_SECS) * PACKET_TICKS
                 self._ts = (self._ts + gap) & 0xFFFFFFFF
         else:
-            self._ts = (self._ts + PACKET_SAMPLES) & 0xFFFFFFFF
+            self._ts = (self._ts + PACKET_TICKS) & 0xFFFFFFFF
         self._last_send = now
         self._seq = (self._seq + 1) & 0xFFFF
         payload = self.codec.encode(pcm)

@@ -1,9 +1,10 @@
-"""SDP offer/answer for one audio stream (RFC 3264): G.711 μ-law or A-law, RFC 4733 DTMF.
+"""SDP offer/answer for one audio stream (RFC 3264): G.722, G.711 μ-law or A-law, RFC 4733 DTMF.
 
-We take the caller's first offered codec that we speak (their preference order) and
-answer with it and, if offered, ``telephone-event``. No usable codec: 488. When we
-place a call we offer PCMU, PCMA and ``telephone-event``, and read the answer the
-same way as an offer.
+We answer with G.722 whenever the caller offers it, wherever it stands in their list
+(wideband speech is recognized better), else with their first G.711 codec (their
+preference order), and with ``telephone-event`` if offered. No usable codec: 488. When we
+place a call we offer G.722, PCMU, PCMA and ``telephone-event``, and read the answer
+the same way as an offer.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from dataclasses import dataclass
 
 from aiosipua import SdpMessage, build_sdp, parse_sdp
 
-# payload type (static) -> encoding name; 8 kHz, 20 ms
-CODECS = {0: "PCMU", 8: "PCMA"}
+from .codecs import STATIC
+
+# payload type (static) -> encoding name; 8 kHz RTP clock, 20 ms
+CODECS = {pt: name for pt, (name, _) in STATIC.items()}
 _BY_NAME = {name: pt for pt, name in CODECS.items()}
+_PREFERRED = 9  # G.722
 _ANSWER_DIRECTION = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
 
 
@@ -33,13 +37,18 @@ class MediaOffer:
     """What we agreed with the caller."""
 
     remote: tuple[str, int]  # where the caller wants RTP
-    payload_type: int  # 0 PCMU, 8 PCMA
+    payload_type: int  # 0 PCMU, 8 PCMA, 9 G.722
     dtmf_payload_type: int | None  # telephone-event, if offered
     direction: str  # the caller's direction
 
     @property
     def codec(self) -> str:
         return CODECS[self.payload_type]
+
+    @property
+    def audio_rate(self) -> int:
+        """The sample rate of the call's audio: 16 kHz for G.722 (its RTP clock is still 8 kHz)."""
+        return STATIC[self.payload_type][1]
 
 
 def parse_offer(body: str) -> MediaOffer:
@@ -58,7 +67,7 @@ def parse_offer(body: str) -> MediaOffer:
     except ValueError:
         raise SdpError(488, "Not Acceptable Here") from None
     names = {c.payload_type: (c.encoding_name.upper(), c.clock_rate) for c in audio.codecs}
-    chosen: int | None = None
+    usable: list[int] = []
     dtmf: int | None = None
     for fmt in audio.formats:
         try:
@@ -66,12 +75,15 @@ def parse_offer(body: str) -> MediaOffer:
         except ValueError:
             continue
         name, rate = names.get(pt, (CODECS.get(pt, ""), 8000))
-        if chosen is None and name in _BY_NAME and rate == 8000 and _BY_NAME[name] == pt:
-            chosen = pt
+        if name == "G722" and rate == 16000:
+            rate = 8000  # some phones write the audio rate instead of RFC 3551's clock rate
+        if name in _BY_NAME and rate == 8000 and _BY_NAME[name] == pt:
+            usable.append(pt)
         elif name == "TELEPHONE-EVENT" and rate == 8000 and dtmf is None:
             dtmf = pt
-    if chosen is None:
+    if not usable:
         raise SdpError(488, "Not Acceptable Here")
+    chosen = _PREFERRED if _PREFERRED in usable else usable[0]
     return MediaOffer(remote=(host, audio.port), payload_type=chosen, dtmf_payload_type=dtmf,
                       direction=audio.direction)
 
@@ -94,9 +106,9 @@ UNANSWERED = MediaOffer(remote=("0.0.0.0", 0), payload_type=0, dtmf_payload_type
 
 
 def build_offer(*, host: str, port: int, session_id: str) -> SdpMessage:
-    sdp = build_sdp(host, port, 0, "PCMU", dtmf_payload_type=101, session_id=session_id)
+    sdp = build_sdp(host, port, 9, "G722", dtmf_payload_type=101, session_id=session_id)
     audio = sdp.media[0]
-    audio.formats.insert(1, "8")
-    audio.attributes["rtpmap"].insert(1, "8 PCMA/8000")
+    audio.formats[1:1] = ["0", "8"]
+    audio.attributes["rtpmap"][1:1] = ["0 PCMU/8000", "8 PCMA/8000"]
     sdp.session_name = "voxline"
     return sdp

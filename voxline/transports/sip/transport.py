@@ -38,9 +38,8 @@ from pipecat.transports.base_transport import BaseTransport, TransportParams
 
 from voxline.transports.twilio.marks import MarkLedger
 
-from .rtp import PACKET_BYTES, RATE, RtpMedia
+from .rtp import PACKET_SECS, RtpMedia
 
-PACKET_SECS = PACKET_BYTES / 2 / RATE
 _LATENESS_BINS = 201  # 1 ms bins, the last one is "200 ms or more"
 
 
@@ -70,6 +69,7 @@ class SendClock:
 class SipInput(BaseInputTransport):
     def __init__(self, params: TransportParams, *, max_backlog: int = 50) -> None:
         super().__init__(params)
+        self._rate = params.audio_in_sample_rate or 8000
         self._queue: asyncio.Queue[Frame] = asyncio.Queue()
         self._max_backlog = max_backlog
         self._pump: asyncio.Task[None] | None = None
@@ -79,7 +79,7 @@ class SipInput(BaseInputTransport):
         while self._queue.qsize() >= self._max_backlog:
             self._queue.get_nowait()
             self.audio_dropped += 1
-        self._queue.put_nowait(InputAudioRawFrame(audio=pcm, sample_rate=RATE, num_channels=1))
+        self._queue.put_nowait(InputAudioRawFrame(audio=pcm, sample_rate=self._rate, num_channels=1))
 
     def feed_dtmf(self, digit: str) -> None:
         try:
@@ -124,6 +124,7 @@ class SipOutput(BaseOutputTransport):
                  playout_delay_secs: float) -> None:
         super().__init__(params)
         self._media = media
+        self._packet_bytes = media.packet_bytes
         self._ledger = ledger
         self._delay = playout_delay_secs
         self._slot: float | None = None  # when the next packet is due
@@ -152,16 +153,16 @@ class SipOutput(BaseOutputTransport):
     async def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM) -> None:
         if isinstance(frame, BotStoppedSpeakingFrame) and direction == FrameDirection.DOWNSTREAM:
             if self._pending:  # the tail of the utterance, padded to a whole packet
-                await self._send(bytes(self._pending).ljust(PACKET_BYTES, b"\0"))
+                await self._send(bytes(self._pending).ljust(self._packet_bytes, b"\0"))
                 self._pending.clear()
             self._played_later(self._ledger.flush())
         await super().push_frame(frame, direction)
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
         self._pending += frame.audio
-        while len(self._pending) >= PACKET_BYTES:
-            packet = bytes(self._pending[:PACKET_BYTES])
-            del self._pending[:PACKET_BYTES]
+        while len(self._pending) >= self._packet_bytes:
+            packet = bytes(self._pending[: self._packet_bytes])
+            del self._pending[: self._packet_bytes]
             await self._send(packet)
         return True
 
@@ -193,8 +194,8 @@ class SipTransport(BaseTransport):
                  max_backlog: int = 50) -> None:
         super().__init__()
         params = TransportParams(
-            audio_in_enabled=True, audio_in_sample_rate=RATE,
-            audio_out_enabled=True, audio_out_sample_rate=RATE,
+            audio_in_enabled=True, audio_in_sample_rate=media.rate,
+            audio_out_enabled=True, audio_out_sample_rate=media.rate,
             audio_out_10ms_chunks=2, audio_out_auto_silence=False,
         )
         self._input = SipInput(params, max_backlog=max_backlog)
