@@ -2,7 +2,8 @@
 
 ``epoch`` / ``heard_count`` / ``wait_heard`` come from the heard-text tracker over
 the sent-audio ledger (see :mod:`.transport`); ``hang_up`` sends BYE once everything
-sent has been played, ``transfer`` sends a blind REFER. A watchdog flushes the
+sent has been played, ``transfer`` sends a blind REFER, or makes an attended transfer
+(:mod:`.attended`) when that is the target's mode and the caller's phone can do it. A watchdog flushes the
 jitter buffer when the caller's packets pause, feeds silence through a pause (phones
 with silence suppression send nothing), sends RTCP reports and, after
 ``media_timeout_secs`` without a packet, reports the call as dropped.
@@ -14,9 +15,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from aiosipua import DialogState, IncomingCall, SipRequest
+from aiosipua import DialogState, IncomingCall, SipRequest, SipResponse
 from pipecat.processors.aggregators.dtmf_aggregator import DTMFAggregator
 
 from voxline.errors import ProviderError
@@ -24,6 +26,7 @@ from voxline.pipelines.host import IncomingCall as HostCall
 from voxline.transports.twilio.heard import HeardTextTracker
 from voxline.transports.twilio.marks import MarkLedger
 
+from .attended import Consultation, supports_replaces, transfer_mode
 from .config import SipConfig
 from .outgoing import ClientRequests
 from .rtp import RtpMedia
@@ -50,6 +53,9 @@ class SipCall:
     requests: ClientRequests
     contact: tuple[str, int]  # our signalling address, for Via/Contact
     media_timeout_secs: float = 30.0
+    transfer_default: str = "blind"
+    consult: Callable[[str], Awaitable[Consultation | None]] | None = None  # with a trunk
+    replaces_ok: bool = False  # the caller's INVITE said it can act on a REFER with Replaces
     hung_up: asyncio.Event = field(default_factory=asyncio.Event)  # the far end sent BYE
     dropped: bool = False
     on_hold: bool = False  # the caller put us on hold (re-INVITE): silence is expected
@@ -57,13 +63,15 @@ class SipCall:
 
     @classmethod
     def open(cls, call_id: str, sip: IncomingCall, media: RtpMedia, *, requests: ClientRequests,
-             contact: tuple[str, int], config: SipConfig) -> SipCall:
+             contact: tuple[str, int], config: SipConfig,
+             consult: Callable[[str], Awaitable[Consultation | None]] | None = None) -> SipCall:
         """A line on ``media`` for the dialog ``sip`` (one we answered, or one we placed)."""
         ledger = MarkLedger(prefix="rtp", mark_interval_secs=0.08)
         transport = SipTransport(media, ledger, playout_delay_secs=config.playout_delay_secs)
         return cls(call_id=call_id, sip=sip, media=media, transport=transport, ledger=ledger,
                    heard=HeardTextTracker(ledger, call_id=call_id), requests=requests, contact=contact,
-                   media_timeout_secs=config.media_timeout_secs)
+                   media_timeout_secs=config.media_timeout_secs, transfer_default=config.transfer,
+                   consult=consult, replaces_ok=supports_replaces(sip.invite))
 
     def for_host(self, *, agent: str, direction: str, caller: str | None, dialed: str | None) -> HostCall:
         """What the call host runs: this line, keypad digits to the agent, heard-text tracking."""
@@ -94,15 +102,33 @@ class SipCall:
     async def transfer(self, target: str) -> None:
         if self.sip.dialog.state != DialogState.CONFIRMED:
             raise ProviderError("the call is not up", retryable=False)
-        domain = _domain(self.sip)
-        refer = self._request("REFER")
-        refer.headers.set_single("Refer-To", f"<{refer_uri(target, domain)}>")
-        refer.headers.set_single("Referred-By", f"<{self.sip.dialog.local_uri}>")
-        response = await self.requests.send(refer, self.sip.source_addr)
+        mode, target = transfer_mode(target, self.transfer_default)
+        if mode == "attended" and (self.consult is None or not self.replaces_ok):
+            log.info("%s attended transfer not possible (%s): blind REFER", self.call_id,
+                     "no trunk" if self.consult is None else "the caller does not support Replaces")
+        elif mode == "attended":
+            assert self.consult is not None
+            leg = await self.consult(target)
+            if leg is None:  # the caller stays with the agent, who is told
+                raise ProviderError("the transfer target did not answer", retryable=False)
+            response = await self._refer(leg.refer_to)
+            if response is not None and 200 <= response.status_code < 300:
+                leg.handed_over()
+                return
+            leg.hang_up()
+            log.info("%s REFER with Replaces %s: blind REFER", self.call_id,
+                     "refused" if response is not None else "not answered")
+        response = await self._refer(refer_uri(target, _domain(self.sip)))
         if response is None:
             raise ProviderError("REFER was not answered", retryable=True)
         if not 200 <= response.status_code < 300:
             raise ProviderError.from_status(response.status_code, "REFER refused")
+
+    async def _refer(self, refer_to: str) -> SipResponse | None:
+        refer = self._request("REFER")
+        refer.headers.set_single("Refer-To", f"<{refer_to}>")
+        refer.headers.set_single("Referred-By", f"<{self.sip.dialog.local_uri}>")
+        return await self.requests.send(refer, self.sip.source_addr)
 
     # -- dialog ----------------------------------------------------------------
     def _request(self, method: str) -> SipRequest:

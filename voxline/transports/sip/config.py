@@ -17,6 +17,8 @@ trust lists and secrets (:meth:`SipConfig.from_env`):
   (digest, refreshed before expiry) so a trunk or PBX sends calls without a static route.
 - ``VOXLINE_SIP_TRUNK``: ``sip:[USER:PASSWORD@]HOST[:PORT][;transport=tcp|tls]`` -- where outbound calls go
   (default: the registered account).
+- ``VOXLINE_SIP_TRANSFER``: ``blind`` (default) or ``attended`` -- how ``transfer_call``
+  hands a caller over when the target does not say (see :mod:`.attended`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ TLS_KEY_ENV = "VOXLINE_SIP_TLS_KEY"
 TLS_PORT_ENV = "VOXLINE_SIP_TLS_PORT"
 REGISTER_ENV = "VOXLINE_SIP_REGISTER"
 TRUNK_ENV = "VOXLINE_SIP_TRUNK"
+TRANSFER_ENV = "VOXLINE_SIP_TRANSFER"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -90,6 +93,9 @@ class SipConfig:
     register_expires_secs: int = 600  # asked for; the registrar's answer wins
     trunk: str | None = None  # sip:[USER:PASSWORD@]HOST[:PORT] for outbound calls
     ring_timeout_secs: float = 45.0  # an outbound call nobody answers is cancelled
+    transfer: str = "blind"  # or "attended": consult the target first (per target: ";transfer=...")
+    consult_ring_secs: float = 30.0  # an attended transfer's target that does not answer: caller back
+    replace_wait_secs: float = 32.0  # then the consultation leg the caller did not replace is hung up
     limits: SipLimits = field(default_factory=SipLimits)
 
     @property
@@ -122,7 +128,10 @@ class SipConfig:
             tls_port=_port(env.get(TLS_PORT_ENV) or "5061", TLS_PORT_ENV),
             register=env.get(REGISTER_ENV) or None,
             trunk=env.get(TRUNK_ENV) or None,
+            transfer=(env.get(TRANSFER_ENV) or "blind").strip().lower(),
         )
+        if config.transfer not in ("blind", "attended"):
+            raise VoxlineError(f"{TRANSFER_ENV}: expected blind or attended")
         if bool(config.tls_cert) != bool(config.tls_key):
             raise VoxlineError(f"SIP over TLS needs both {TLS_CERT_ENV} and {TLS_KEY_ENV}")
         return replace(config, **overrides)  # type: ignore[arg-type]

@@ -123,7 +123,7 @@ class SipDialer:
                 self.trunk.uri(caller), to if to.startswith("sip:") else self.trunk.uri(to), remote,
                 sdp_offer=offer, auth=self.trunk.auth(), user_agent=server.config.user_agent)
             log.info("%s outbound SIP call to %s for agent %s", call_id, redact_number(to), agent)
-            status, sip_status = await self._ring(outgoing)
+            status, sip_status = await self.ring(outgoing)
             if status != "answered":
                 return DialOutcome(call_id, status, sip_status)
             answer = parse_offer(serialize_sdp(outgoing.sdp_answer)) if outgoing.sdp_answer else None
@@ -148,7 +148,7 @@ class SipDialer:
         except asyncio.CancelledError:
             status = "canceled"
             if outgoing is not None:
-                self._cancel(outgoing)
+                self.cancel(outgoing)
             raise
         except (OSError, SdpError) as e:
             log.warning("%s outbound SIP call failed: %s", call_id, type(e).__name__)
@@ -167,11 +167,11 @@ class SipDialer:
                 reason = "failed" if status == "answered" else status
                 await asyncio.shield(self._never_connected(call_id, agent, reason))
 
-    async def _ring(self, outgoing: OutgoingCall) -> tuple[str, int | None]:
+    async def ring(self, outgoing: OutgoingCall, *, timeout: float | None = None) -> tuple[str, int | None]:
         """Until answered: ("answered", 200), or why not and the final status."""
         interval = T1
         try:
-            async with asyncio.timeout(self.ring_timeout_secs):
+            async with asyncio.timeout(timeout or self.ring_timeout_secs):
                 while True:
                     try:
                         await outgoing.wait_answered(timeout=interval)
@@ -184,13 +184,13 @@ class SipDialer:
                         self.server.wire.send(outgoing.invite, outgoing.remote_addr)  # Timer A
                     interval = min(interval * 2, T2)
         except TimeoutError:
-            self._cancel(outgoing)
+            self.cancel(outgoing)
             return "no-answer", None
         except RuntimeError:  # rejected
             code = outgoing._reject_code
             return ("busy" if code in _BUSY else "no-answer" if code in _NO_ANSWER else "failed"), code
 
-    def _cancel(self, outgoing: OutgoingCall) -> None:
+    def cancel(self, outgoing: OutgoingCall) -> None:
         with contextlib.suppress(ValueError):  # not ringing any more: nothing to cancel
             self.server.uac.send_cancel(outgoing)
             now = time.monotonic()

@@ -34,6 +34,7 @@ from voxline.pipelines.host import CallHost
 
 from .account import SipAccount, parse_account, unreachable
 from .admission import Admission, Admitted, Refused
+from .attended import Consultation, consult
 from .call import SipCall
 from .config import REGISTER_ENV, SipConfig
 from .dial import SipDialer, trunk_from
@@ -84,6 +85,7 @@ class SipServer:
         trunk = trunk_from(config)  # fails fast on a malformed account
         self.dialer = SipDialer(self, trunk, ring_timeout_secs=config.ring_timeout_secs) if trunk else None
         self.placed: dict[str, SipCall] = {}  # lines of calls we placed, by SIP Call-ID
+        self.consultations: dict[str, Consultation] = {}  # attended transfers' legs to the target
         self._register_to = (parse_account(config.register, REGISTER_ENV, credentials=True)  # fails fast
                              if config.register else None)
         self.dialogs: dict[str, _Dialog] = {}  # by the peer's SIP Call-ID
@@ -163,6 +165,8 @@ class SipServer:
         return any(d.sip.source_addr == addr for d in self.dialogs.values())
 
     async def close(self) -> None:
+        for leg in list(self.consultations.values()):
+            leg.hang_up()
         if self.registration is not None:
             await self.registration.unregister()
         for task in list(self._tasks):
@@ -218,6 +222,9 @@ class SipServer:
         return dialog.line if dialog is not None else self.placed.get(sip_call_id)
 
     def _on_bye(self, sip: SipInvite, request: SipRequest) -> None:
+        leg = self.consultations.get(sip.call_id)
+        if leg is not None:  # the transfer target let the caller replace us
+            leg.ended.set()
         line = self._line_of(sip.call_id)
         if line is not None:
             line.hung_up.set()
@@ -342,7 +349,14 @@ class SipServer:
     def line(self, call_id: str, sip: SipInvite, media: RtpMedia) -> SipCall:
         """The call host's line for a dialog we answered or placed."""
         return SipCall.open(call_id, sip, media, requests=self.requests,
-                            contact=self.uas.advertised_addr or self.address, config=self.config)
+                            contact=self.uas.advertised_addr or self.address, config=self.config,
+                            consult=self._consult if self.dialer is not None else None)
+
+    async def _consult(self, target: str) -> Consultation | None:
+        """An attended transfer's call to ``target`` through the trunk (see :mod:`.attended`)."""
+        assert self.dialer is not None
+        return await consult(self, target, caller=self.dialer.trunk.user or "voxline",
+                             ring_secs=self.config.consult_ring_secs)
 
     async def _close_record(self, call_id: str, agent: str, reason: str, announced: asyncio.Task[None]) -> None:
         with contextlib.suppress(Exception):
