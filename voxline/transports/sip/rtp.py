@@ -1,4 +1,4 @@
-"""One call's RTP: a UDP port pair from the configured range, G.711 or G.722 both ways, RFC 4733 in.
+"""One call's RTP: a UDP port pair from the configured range, G.711, G.722 or Opus both ways, RFC 4733 in.
 
 aiortp supplies the wire formats (RTP/RTCP packets, the G.711 codecs, telephone
 events), :mod:`.codecs` the codec of the call; the policy is ours:
@@ -27,13 +27,12 @@ from dataclasses import dataclass
 from aiortp import DtmfEvent, RtcpSrPacket, RtpPacket
 from aiortp.packet import RtcpSenderInfo
 
-from .codecs import CLOCK_RATE, PACKET_TICKS, codec_for
+from .codecs import PACKET_SECS, codec_for
 from .jitter import LOST, NON_MEDIA, ReorderBuffer
 from .sdp import MediaOffer
 
 log = logging.getLogger("voxline.sip")
 
-PACKET_SECS = PACKET_TICKS / CLOCK_RATE  # 20 ms
 _NTP_EPOCH = 2208988800
 
 
@@ -82,7 +81,7 @@ class RtpMedia:
     def __init__(self, offer: MediaOffer, *, pool: PortPool, batch_ms: int = 80, jitter_packets: int = 3,
                  relatch_secs: float = 2.0, rtcp_interval_secs: float = 5.0) -> None:
         self.offer = offer
-        self.codec = codec_for(offer.payload_type)
+        self.codec = codec_for(offer.codec)
         self.rate = offer.audio_rate  # of the PCM in and out: 8000, or 16000 for G.722
         self.remote = offer.remote
         self.pool = pool
@@ -113,13 +112,18 @@ class RtpMedia:
         return int(self.rate * PACKET_SECS) * 2
 
     @property
+    def ticks(self) -> int:
+        """RTP timestamp units in one packet: 160 on the 8 kHz clock, 960 for Opus."""
+        return int(self.offer.clock_rate * PACKET_SECS)
+
+    @property
     def batch_bytes(self) -> int:
         return max(self.packet_bytes, self.rate * 2 * self.batch_ms // 1000)
 
     def agree(self, offer: MediaOffer) -> None:
         """The far end's answer to our offer: where to send, and in which codec."""
         if offer.payload_type != self.offer.payload_type:
-            self.codec = codec_for(offer.payload_type)
+            self.codec = codec_for(offer.codec)
             self.rate = offer.audio_rate
         self.offer, self.remote = offer, offer.remote
 
@@ -231,10 +235,10 @@ class RtpMedia:
         if self._last_send is None or now - self._last_send > 0.04:
             marker = 1  # a new talk spurt: the timestamp follows the wall clock
             if self._last_send is not None:
-                gap = round((now - self._last_send) / PACKET_SECS) * PACKET_TICKS
+                gap = round((now - self._last_send) / PACKET_SECS) * self.ticks
                 self._ts = (self._ts + gap) & 0xFFFFFFFF
         else:
-            self._ts = (self._ts + PACKET_TICKS) & 0xFFFFFFFF
+            self._ts = (self._ts + self.ticks) & 0xFFFFFFFF
         self._last_send = now
         self._seq = (self._seq + 1) & 0xFFFF
         payload = self.codec.encode(pcm)

@@ -1,8 +1,9 @@
-"""SDP offer/answer for one audio stream (RFC 3264): G.722, G.711 μ-law or A-law, RFC 4733 DTMF.
+"""SDP offer/answer for one audio stream (RFC 3264): Opus, G.722, G.711 μ-law or A-law, RFC 4733 DTMF.
 
-We answer with G.722 whenever the caller offers it, wherever it stands in their list
-(wideband speech is recognized better), else with their first G.711 codec (their
-preference order), and with ``telephone-event`` if offered. No usable codec: 488. When we
+We answer with Opus (``opus/48000/2``, its dynamic payload type from the offer) or else
+G.722 whenever the caller offers them, wherever they stand in their list (wideband
+speech is recognized better), else with their first G.711 codec (their preference
+order), and with ``telephone-event`` if offered. No usable codec: 488. When we
 place a call we offer G.722, PCMU, PCMA and ``telephone-event``, and read the answer
 the same way as an offer.
 """
@@ -40,15 +41,20 @@ class MediaOffer:
     payload_type: int  # 0 PCMU, 8 PCMA, 9 G.722
     dtmf_payload_type: int | None  # telephone-event, if offered
     direction: str  # the caller's direction
+    encoding: str = ""  # a dynamic payload type's encoding (OPUS); static ones by number
 
     @property
     def codec(self) -> str:
-        return CODECS[self.payload_type]
+        return self.encoding or CODECS[self.payload_type]
 
     @property
     def audio_rate(self) -> int:
-        """The sample rate of the call's audio: 16 kHz for G.722 (its RTP clock is still 8 kHz)."""
-        return STATIC[self.payload_type][1]
+        """The sample rate of the call's audio: 16 kHz for G.722 (its RTP clock is still 8 kHz) and Opus."""
+        return 16000 if self.encoding == "OPUS" else STATIC[self.payload_type][1]
+
+    @property
+    def clock_rate(self) -> int:
+        return 48000 if self.encoding == "OPUS" else 8000
 
 
 def parse_offer(body: str) -> MediaOffer:
@@ -68,6 +74,7 @@ def parse_offer(body: str) -> MediaOffer:
         raise SdpError(488, "Not Acceptable Here") from None
     names = {c.payload_type: (c.encoding_name.upper(), c.clock_rate) for c in audio.codecs}
     usable: list[int] = []
+    opus: int | None = None
     dtmf: int | None = None
     for fmt in audio.formats:
         try:
@@ -79,8 +86,13 @@ def parse_offer(body: str) -> MediaOffer:
             rate = 8000  # some phones write the audio rate instead of RFC 3551's clock rate
         if name in _BY_NAME and rate == 8000 and _BY_NAME[name] == pt:
             usable.append(pt)
+        elif name == "OPUS" and rate == 48000 and 96 <= pt <= 127 and opus is None:
+            opus = pt
         elif name == "TELEPHONE-EVENT" and rate == 8000 and dtmf is None:
             dtmf = pt
+    if opus is not None:
+        return MediaOffer(remote=(host, audio.port), payload_type=opus, dtmf_payload_type=dtmf,
+                          direction=audio.direction, encoding="OPUS")
     if not usable:
         raise SdpError(488, "Not Acceptable Here")
     chosen = _PREFERRED if _PREFERRED in usable else usable[0]
@@ -93,6 +105,9 @@ def build_answer(offer: MediaOffer, *, host: str, port: int, session_id: str) ->
                     dtmf_payload_type=offer.dtmf_payload_type if offer.dtmf_payload_type is not None else 0,
                     session_id=session_id)
     audio = sdp.media[0]
+    if offer.encoding == "OPUS":  # RFC 7587: always written as two channels at 48 kHz
+        audio.attributes["rtpmap"][0] = f"{offer.payload_type} opus/48000/2"
+        audio.attributes.setdefault("fmtp", []).insert(0, f"{offer.payload_type} useinbandfec=1")
     answer_direction = _ANSWER_DIRECTION.get(offer.direction, "sendrecv")
     for direction in _ANSWER_DIRECTION:
         audio.attributes.pop(direction, None)

@@ -266,7 +266,7 @@ class SipServer:
             self.wire.send_reply(reply(sip.invite, e.status, e.reason, user_agent=self.config.user_agent))
             return
         # Keep our codec (the answer says which); take the new address and direction.
-        offer = replace(offer, payload_type=media.offer.payload_type)
+        offer = replace(offer, payload_type=media.offer.payload_type, encoding=media.offer.encoding)
         media.remote, media.offer = offer.remote, offer
         line.on_hold = offer.direction in ("recvonly", "inactive")  # they send nothing
         sip.accept(build_answer(offer, host=self.config.advertised_host, port=media.port,
