@@ -1,7 +1,8 @@
 """Attended transfer: two SIPp instances on loopback, the caller (a phone that accepts REFER
 with Replaces) and the transfer target behind the trunk (``-sn uas``, or one that never
 answers). What the REFER carries is read from the caller's message trace and checked
-against the consultation dialog in the target's trace."""
+against the consultation dialog in the target's trace. The blind fallback for a phone
+without ``replaces`` is ``test_calls.test_keypad_two_transfers_with_refer``."""
 
 from __future__ import annotations
 
@@ -80,17 +81,6 @@ async def test_attended_transfer_replaces_the_consultation(sip_rig) -> None:
     record = await rig.only_call()
     assert record.end_reason == "transferred" and record.transfer_to == TARGET
     assert not rig.server.consultations and not rig.server.ports.in_use
-
-
-async def test_attended_falls_back_to_blind_without_replaces(sip_rig) -> None:
-    # refer.xml's phone does not list replaces in Supported: no consultation call, a blind REFER.
-    rig = await sip_rig(AgentScript(reply=on_keypad), trunk=f"sip:127.0.0.1:{free_udp_port()}",
-                        transfer="attended")
-    run = await rig.sipp("refer")
-    assert run.returncode == 0 and run.successful == 1, run.output
-    assert f"Refer-To: <sip:{TARGET}@127.0.0.1>" in run.messages and "Replaces" not in run.messages
-    record = await rig.only_call()
-    assert record.end_reason == "transferred" and record.transfer_to == TARGET
 
 
 async def test_attended_target_does_not_answer(sip_rig) -> None:
