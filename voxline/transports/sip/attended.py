@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -115,7 +116,7 @@ async def consult(server: SipServer, target: str, *, caller: str, ring_secs: flo
     answered = False
     try:
         await media.open(server.config.host)
-        offer = build_offer(host=server.config.advertised_host, port=media.port, session_id="consult")
+        offer = build_offer(host=server.config.advertised_host, port=media.port, session_id=secrets.token_hex(4))
         remote = await dialer.address()
         await server.reach(remote, dialer.trunk)
         outgoing = server.uac.send_invite(
