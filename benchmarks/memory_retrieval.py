@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -33,6 +34,7 @@ import struct
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +48,27 @@ DIM = 384
 TENANT, CALLER = "bench", "00000000-0000-0000-0000-0000000bench"
 
 
+def unit_centres(clusters: int, rng: np.random.Generator) -> np.ndarray:
+    centres = rng.standard_normal((clusters, DIM)).astype(np.float32)
+    return centres / np.linalg.norm(centres, axis=1, keepdims=True)
+
+
+def around(centres: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One unit vector near each labelled centre."""
+    pts = centres[labels] + rng.standard_normal((len(labels), DIM)).astype(np.float32) * 0.06
+    return pts / np.linalg.norm(pts, axis=1, keepdims=True)
+
+
 def make_data(n: int, q: int, clusters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Unit vectors around `clusters` random centres; queries come from the same mixture."""
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, DIM)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    centres = unit_centres(clusters, rng)
 
     def sample(k: int) -> np.ndarray:
         out = np.empty((k, DIM), dtype=np.float32)
         for s in range(0, k, 100_000):
             m = min(100_000, k - s)
-            pts = centres[rng.integers(0, clusters, m)]
-            pts = pts + rng.standard_normal((m, DIM)).astype(np.float32) * 0.06
-            out[s : s + m] = pts / np.linalg.norm(pts, axis=1, keepdims=True)
+            out[s : s + m] = around(centres, rng.integers(0, clusters, m), rng)
         return out
 
     return sample(n), sample(q)
@@ -107,37 +117,81 @@ def copy_binary(ids_from: int, vecs: np.ndarray) -> bytes:
     return b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0) + rows.tobytes() + b"\xff\xff"
 
 
-async def bench_postgres(
-    args: argparse.Namespace, data: np.ndarray, queries: np.ndarray, truth: np.ndarray
-) -> dict[str, Any]:
-    import asyncpg
+# A disposable server tuned for a bulk load and an index build that fits in memory.
+BULK_SETTINGS = {
+    "shared_buffers": "3GB",
+    "maintenance_work_mem": "8GB",
+    "max_parallel_maintenance_workers": "2",
+    "max_wal_size": "20GB",
+    "checkpoint_timeout": "1h",
+    "work_mem": "64MB",
+}
 
+
+@contextlib.asynccontextmanager
+async def postgres_url() -> AsyncIterator[str]:
+    """DATABASE_URL, or an embedded Postgres started for the run; migrated to head."""
     from voxline.memory.embedded_pg import EmbeddedPostgres
 
     server = None
     url = os.environ.get("DATABASE_URL")
     if not url:
-        server = EmbeddedPostgres(
-            settings={
-                "shared_buffers": "3GB",
-                "maintenance_work_mem": "8GB",
-                "max_parallel_maintenance_workers": "2",
-                "max_wal_size": "20GB",
-                "checkpoint_timeout": "1h",
-                "work_mem": "64MB",
-            }
-        )
+        server = EmbeddedPostgres(settings=BULK_SETTINGS)
         url = server.start()
     try:
         await upgrade_async(url)
-        dsn = url.replace("postgresql+asyncpg://", "postgresql://")
-        conn = await asyncpg.connect(dsn)
-        out = await _pg_load_and_query(conn, args, data, queries, truth)
-        await conn.close()
-        return out
+        yield url
     finally:
         if server:
             server.cleanup()
+
+
+async def bulk_insert(conn: Any, data: np.ndarray, insert_sql: str, *params: Any) -> float:
+    """Seconds to load rows (id i+1, data[i]) by binary COPY into an unlogged staging table
+    `bench_stage`, then run `insert_sql` (an INSERT .. SELECT from it) with `params`."""
+    t0 = time.perf_counter()
+    await conn.execute(
+        "CREATE UNLOGGED TABLE IF NOT EXISTS bench_stage (id bigint, embedding vector(384))"
+    )
+    await conn.execute("TRUNCATE bench_stage")
+    for s in range(0, data.shape[0], 100_000):
+        buf = copy_binary(s + 1, data[s : s + 100_000])
+        await conn.copy_to_table("bench_stage", source=io.BytesIO(buf), format="binary")
+    await conn.execute(insert_sql, *params)
+    load_s = time.perf_counter() - t0
+    await conn.execute("DROP TABLE bench_stage")
+    return load_s
+
+
+async def bench_postgres(
+    args: argparse.Namespace, data: np.ndarray, queries: np.ndarray, truth: np.ndarray
+) -> dict[str, Any]:
+    import asyncpg
+
+    async with postgres_url() as url:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        out = await _pg_load_and_query(conn, args, data, queries, truth)
+        await conn.close()
+        return out
+
+
+async def build_index(conn: Any, args: argparse.Namespace, create_sql: str) -> float:
+    """Seconds to run `create_sql` with the bulk build settings in `args`."""
+    await conn.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
+    await conn.execute(f"SET max_parallel_maintenance_workers = {args.parallel_workers}")
+    t0 = time.perf_counter()
+    await conn.execute(create_sql)
+    return time.perf_counter() - t0
+
+
+async def prewarm(conn: Any, table: str, *relations: str) -> None:
+    """VACUUM ANALYZE `table`, then read `relations` into shared buffers where pg_prewarm is."""
+    await conn.execute(f"VACUUM ANALYZE {table}")
+    if await conn.fetchval(
+        "SELECT count(*) FROM pg_available_extensions WHERE name='pg_prewarm'"
+    ) and await _try(conn, "CREATE EXTENSION IF NOT EXISTS pg_prewarm"):
+        for rel in relations:
+            await conn.execute(f"SELECT pg_prewarm('{rel}')")
 
 
 async def _pg_load_and_query(
@@ -156,42 +210,29 @@ async def _pg_load_and_query(
     )
     # Bulk load: drop the index, COPY into an unlogged staging table, INSERT..SELECT, re-index.
     await conn.execute("DROP INDEX IF EXISTS ix_memories_embedding_hnsw")
-    await conn.execute(
-        "CREATE UNLOGGED TABLE IF NOT EXISTS bench_stage (id bigint, embedding vector(384))"
-    )
-    await conn.execute("TRUNCATE bench_stage")
-    t0 = time.perf_counter()
-    for s in range(0, n, 100_000):
-        buf = copy_binary(s + 1, data[s : s + 100_000])
-        await conn.copy_to_table("bench_stage", source=io.BytesIO(buf), format="binary")
-    await conn.execute(
+    load_s = await bulk_insert(
+        conn,
+        data,
         "INSERT INTO memories(id, tenant_id, caller_id, kind, text, embedding, importance, "
         "created_at, updated_at) SELECT id, $1, $2, 'fact', 'synthetic memory ' || id, "
         "embedding, 0.5, now(), now() FROM bench_stage ORDER BY id",
         TENANT,
         CALLER,
     )
-    load_s = time.perf_counter() - t0
-    await conn.execute("DROP TABLE bench_stage")
     await conn.execute("SELECT setval('memories_id_seq', (SELECT max(id) FROM memories))")
-    t0 = time.perf_counter()
-    await conn.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
-    await conn.execute(f"SET max_parallel_maintenance_workers = {args.parallel_workers}")
     progress(
         f"loaded {n} rows in {load_s:.0f}s; building HNSW m={args.m} "
         f"ef_construction={args.ef_construction}"
     )
-    await conn.execute(
+    index_s = await build_index(
+        conn,
+        args,
         "CREATE INDEX ix_memories_embedding_hnsw ON memories USING hnsw "
         f"(embedding vector_cosine_ops) WITH (m = {args.m}, "
-        f"ef_construction = {args.ef_construction})"
+        f"ef_construction = {args.ef_construction})",
     )
-    index_s = time.perf_counter() - t0
     progress(f"index built in {index_s:.0f}s")
-    await conn.execute("VACUUM ANALYZE memories")
-    await conn.execute("SELECT pg_prewarm('ix_memories_embedding_hnsw')") if await conn.fetchval(
-        "SELECT count(*) FROM pg_available_extensions WHERE name='pg_prewarm'"
-    ) and await _try(conn, "CREATE EXTENSION IF NOT EXISTS pg_prewarm") else None
+    await prewarm(conn, "memories", "ix_memories_embedding_hnsw")
 
     sql = "SELECT id FROM memories WHERE tenant_id = $1 ORDER BY embedding <=> $2::vector LIMIT 5"
     qtext = ["[" + ",".join(f"{x:.7g}" for x in q.tolist()) + "]" for q in queries]

@@ -75,12 +75,20 @@ class KnowledgeStore:
                 KnowledgeChunk.tenant_id == tenant, KnowledgeChunk.collection == collection))).scalar_one())
 
     async def search(self, tenant: str, collection: str, query: np.ndarray, *, k: int = 3,
-                     ef_search: int = 100, max_scan_tuples: int = 20000) -> list[Hit]:
+                     ef_search: int = 100, max_scan_tuples: int = 20000,
+                     iterative_scan: str = "relaxed_order") -> list[Hit]:
+        """``iterative_scan="off"`` is the plain HNSW scan filtered afterwards (for comparison)."""
+        if iterative_scan not in ("off", "relaxed_order", "strict_order"):
+            raise ValueError(f"iterative_scan: {iterative_scan!r}")
         async with self.store._tx() as conn:
             if self.store.backend == "postgresql":
                 await conn.execute(sa.text(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
-                await conn.execute(sa.text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+                await conn.execute(sa.text(f"SET LOCAL hnsw.iterative_scan = {iterative_scan}"))
                 await conn.execute(sa.text(f"SET LOCAL hnsw.max_scan_tuples = {int(max_scan_tuples)}"))
+                # Planned for this tenant: a small tenant's rows are read through the tenant
+                # index and sorted exactly, a large one's through HNSW. A generic plan (taken
+                # after five runs of the prepared statement) reads every tenant the first way.
+                await conn.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
             dist = cosine_distance(KnowledgeChunk.embedding, query, self.store.backend).label("dist")
             inner = (sa.select(KnowledgeChunk.source, KnowledgeChunk.chunk_index, KnowledgeChunk.text, dist)
                      .where(KnowledgeChunk.tenant_id == tenant, KnowledgeChunk.collection == collection)

@@ -1,0 +1,351 @@
+"""Knowledge search benchmark: tenant-filtered top-5 over many tenants of skewed sizes.
+
+    nice -n 10 python benchmarks/knowledge_retrieval.py --n 1000000 --tenants 100
+
+Loads N chunks into the real `knowledge_chunks` table (schema and HNSW index from the
+shipped migrations; the index is dropped for the load and rebuilt from its own
+definition) for T tenants whose sizes follow a Zipf law (a few large tenants, many small
+ones), then runs held-out queries per tenant-size bucket through `KnowledgeStore.search`
+-- the product's search, with its default ef_search and iterative index scan -- and, in
+the same run and interleaved query by query, the same searches with
+`iterative_scan="off"` (plain HNSW, tenant filter applied afterwards) as the baseline.
+Recall@5 is against exact search over the tenant's rows in numpy.
+
+Vectors are synthetic: clustered 384-d unit vectors (memory_retrieval.make_data's
+mixture). Half of a tenant's rows (`--own-topics 0.5`) come from a few clusters of its
+own (more for larger tenants: its menu, its services); the other half are spread over
+all the clusters like everyone else's (businesses of one kind all have opening hours,
+parking...), where a tenant owns the same small share of the rows near a query as of
+the table -- the case that starves a post-filtered scan. A tenant's queries come from
+the same mixture as its rows. Starts its own embedded Postgres when DATABASE_URL is
+unset (a DATABASE_URL must be a throwaway database: the run empties `knowledge_chunks`
+and drops indexes). Prints one JSON object.
+
+Passes over the same queries: `as_shipped` (the migrations' indexes; the planner, per
+tenant, reads a small tenant's rows through the tenant btree index and sorts them
+exactly), `tenant_partial_indexes` (plus a partial HNSW index per medium and small
+tenant) and `hnsw_only` (tenant btree indexes dropped and sequential scans off, so
+every tenant's search is an HNSW scan, as it is for the tenants large enough to get one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from memory_retrieval import (  # noqa: E402
+    around,
+    build_index,
+    bulk_insert,
+    exact_top5,
+    pct,
+    postgres_url,
+    prewarm,
+    progress,
+    recall_at5,
+    unit_centres,
+)
+
+from voxline.knowledge.store import KnowledgeStore  # noqa: E402
+
+COLLECTION = "kb"
+INDEX = "ix_knowledge_embedding_hnsw"
+PARTIAL = "ix_kb_tenant_"
+BUCKETS = ("large", "medium", "small")
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def tenant_sizes(n: int, tenants: int, zipf: float) -> np.ndarray:
+    """Rows per tenant, largest first, summing to n."""
+    w = 1.0 / np.arange(1, tenants + 1) ** zipf
+    sizes = np.maximum(10, np.floor(n * w / w.sum())).astype(np.int64)
+    sizes[0] += n - sizes.sum()
+    return sizes
+
+
+def bucket_of(rank: int, tenants: int) -> str:
+    """The largest 5 % of tenants, the next 25 %, the other 70 %."""
+    if rank < max(1, tenants // 20):
+        return "large"
+    return "medium" if rank < max(2, tenants * 3 // 10) else "small"
+
+
+def make_corpus(args: argparse.Namespace) -> dict[str, Any]:
+    """Rows grouped by tenant (as each tenant's build writes them), queries per bucket, truth."""
+    rng = np.random.default_rng(args.seed)
+    centres = unit_centres(args.clusters, rng)
+    sizes = tenant_sizes(args.n, args.tenants, args.zipf)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    topics = [
+        rng.choice(args.clusters, min(args.clusters, max(3, int(s) // 400)), replace=False)
+        for s in sizes
+    ]
+
+    def labels(t: int, m: int) -> np.ndarray:
+        own = rng.random(m) < args.own_topics
+        return np.where(own, rng.choice(topics[t], m), rng.integers(0, args.clusters, m))
+
+    data = np.empty((args.n, 384), dtype=np.float32)
+    for t, (lo, size) in enumerate(zip(starts, sizes, strict=True)):
+        for s in range(0, size, 100_000):
+            m = min(100_000, size - s)
+            data[lo + s : lo + s + m] = around(centres, labels(t, m), rng)
+    ranks = {b: [t for t in range(args.tenants) if bucket_of(t, args.tenants) == b] for b in BUCKETS}
+    qs: list[tuple[str, int, np.ndarray]] = []  # (bucket, tenant, vector)
+    for b in BUCKETS:
+        for t in rng.choice(ranks[b], args.queries_per_bucket):
+            qs.append((b, int(t), around(centres, labels(t, 1), rng)[0]))
+    truth = np.empty((len(qs), 5), dtype=np.int64)
+    for t in {t for _, t, _ in qs}:
+        mine = [i for i, (_, qt, _) in enumerate(qs) if qt == t]
+        lo, hi = starts[t], starts[t] + sizes[t]
+        truth[mine] = exact_top5(data[lo:hi], np.stack([qs[i][2] for i in mine])) + lo
+    buckets = {
+        b: {
+            "tenants": len(r),
+            "rows_min": int(sizes[r].min()),
+            "rows_max": int(sizes[r].max()),
+            "share_of_rows_min_pct": round(100 * float(sizes[r].min()) / args.n, 3),
+        }
+        for b, r in ranks.items()
+    }
+    return {"data": data, "starts": starts, "queries": qs, "truth": truth, "buckets": buckets}
+
+
+def tenant_name(t: int) -> str:
+    return f"t{t:03d}"
+
+
+async def load(conn: Any, args: argparse.Namespace, data: np.ndarray, starts: np.ndarray) -> dict[str, float]:
+    """COPY into an unlogged staging table, INSERT..SELECT, rebuild the migration's HNSW index."""
+    create_sql = await conn.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = $1", INDEX)
+    await conn.execute(f"DROP INDEX {INDEX}")
+    await conn.execute("TRUNCATE knowledge_chunks")
+    # Row i (id i+1) belongs to tenant t when starts[t] <= i < starts[t+1].
+    load_s = await bulk_insert(
+        conn,
+        data,
+        "INSERT INTO knowledge_chunks(tenant_id, collection, source, chunk_index, text, "
+        "source_sha256, embedding, created_at) SELECT 't' || lpad(width_bucket(id, $1::bigint[])::text, 3, '0'), "
+        "$2, 'doc', id - 1, 'chunk ' || id, 'x', embedding, now() FROM bench_stage ORDER BY id",
+        [int(s) + 1 for s in starts[1:]],
+        COLLECTION,
+    )
+    progress(f"loaded {data.shape[0]} rows in {load_s:.0f}s; building {create_sql}")
+    index_s = await build_index(conn, args, create_sql)
+    progress(f"index built in {index_s:.0f}s")
+    await prewarm(conn, "knowledge_chunks", "knowledge_chunks", INDEX)
+    return {"load_s": round(load_s, 1), "index_build_s": round(index_s, 1), "index": create_sql}
+
+
+async def plan_of(store: Any, seen: dict[str, Any], variant: dict[str, Any]) -> str:
+    """Which index the planner took for the statement the store last sent (EXPLAIN of it)."""
+    async with store.engine.begin() as conn:
+        await conn.exec_driver_sql(f"SET LOCAL hnsw.iterative_scan = {variant.get('iterative_scan', 'relaxed_order')}")
+        await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")  # as the store does
+        rows = await conn.exec_driver_sql("EXPLAIN " + seen["sql"], seen["params"])
+        text = "\n".join(r[0] for r in rows)
+    if PARTIAL in text:
+        return "tenant partial hnsw"
+    if INDEX in text:
+        return "hnsw"
+    return "ix_knowledge_scope" if "ix_knowledge_scope" in text else "other"
+
+
+async def search_all(args: argparse.Namespace, url: str, corpus: dict[str, Any]) -> dict[str, Any]:
+    import sqlalchemy as sa
+
+    from voxline.memory import open_store
+
+    defaults = {k: p.default for k, p in inspect.signature(KnowledgeStore.search).parameters.items()
+                if k in ("ef_search", "max_scan_tuples", "iterative_scan")}
+    variants: dict[str, dict[str, Any]] = {"product": {}, "baseline": {"iterative_scan": "off"}}
+    for extra in args.extra:
+        ef, mst = (int(x) for x in extra.split(":"))
+        variants[f"iterative ef_search={ef} max_scan_tuples={mst}"] = {"ef_search": ef, "max_scan_tuples": mst}
+    store = await open_store(url)
+    kb = KnowledgeStore(store)
+    seen: dict[str, Any] = {}
+
+    @sa.event.listens_for(store.engine.sync_engine, "before_cursor_execute")
+    def _keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if "FROM knowledge_chunks" in statement and not statement.startswith("EXPLAIN"):
+            seen["sql"], seen["params"] = statement, tuple(parameters)
+
+    qs, truth = corpus["queries"], corpus["truth"]
+    try:
+        for _, t, q in qs[:: max(1, len(qs) // 30)]:  # warm-up: connections, caches
+            for v in variants.values():
+                await kb.search(tenant_name(t), COLLECTION, q, k=5, **v)
+        lat: dict[str, list[float]] = {name: [] for name in variants}
+        found: dict[str, list[list[int]]] = {name: [] for name in variants}
+        for _, t, q in qs:  # interleaved: each query through every variant in turn
+            for name, v in variants.items():
+                t0 = time.perf_counter()
+                hits = await kb.search(tenant_name(t), COLLECTION, q, k=5, **v)
+                lat[name].append((time.perf_counter() - t0) * 1000)
+                found[name].append([h.index for h in hits])
+        plans: dict[str, dict[str, dict[str, int]]] = {name: {b: {} for b in BUCKETS} for name in variants}
+        for b, t, q in {(b, t): (b, t, q) for b, t, q in qs}.values():  # one query per tenant
+            for name, v in variants.items():
+                await kb.search(tenant_name(t), COLLECTION, q, k=5, **v)
+                p = await plan_of(store, seen, v)
+                plans[name][b][p] = plans[name][b].get(p, 0) + 1
+    finally:
+        await store.close()
+
+    def summary(name: str, sel: list[int]) -> dict[str, Any]:
+        return {
+            "recall_at_5": recall_at5([found[name][i] for i in sel], truth[sel]),
+            "p50_ms": pct([lat[name][i] for i in sel], 50),
+            "p95_ms": pct([lat[name][i] for i in sel], 95),
+            "short_results_pct": round(100 * sum(len(found[name][i]) < 5 for i in sel) / len(sel), 1),
+        }
+
+    groups = {b: [i for i, (qb, _, _) in enumerate(qs) if qb == b] for b in BUCKETS}
+    groups["overall"] = list(range(len(qs)))
+    out: dict[str, Any] = {}
+    for name, v in variants.items():
+        out[name] = {"settings": {**defaults, **v}, "plans_per_tenant": plans[name]}
+        out[name].update({g: summary(name, sel) for g, sel in groups.items()})
+    out["product_vs_baseline"] = {
+        g: {
+            "recall_ratio": round(out["product"][g]["recall_at_5"] / out["baseline"][g]["recall_at_5"], 3)
+            if out["baseline"][g]["recall_at_5"] else None,
+            "p50_ratio": round(out["product"][g]["p50_ms"] / out["baseline"][g]["p50_ms"], 3),
+            "p95_ratio": round(out["product"][g]["p95_ms"] / out["baseline"][g]["p95_ms"], 3),
+        }
+        for g in groups
+    }
+    return out
+
+
+async def search_pass(conn: Any, args: argparse.Namespace, url: str, corpus: dict[str, Any]) -> dict[str, Any]:
+    """search_all, plus the index scans the server counted for it (all variants together)."""
+
+    async def scans() -> dict[str, int]:
+        await asyncio.sleep(1.5)  # the store's connections are closed: their counts are in
+        rows = await conn.fetch("SELECT indexrelname, idx_scan FROM pg_stat_user_indexes "
+                                "WHERE relname = 'knowledge_chunks'")
+        return {r[0]: r[1] for r in rows}
+
+    before = await scans()
+    out = await search_all(args, url, corpus)
+    after = await scans()
+    out["index_scans"] = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+    return out
+
+
+async def partial_indexes(conn: Any, create_sql: str, tenants: list[int]) -> float:
+    # Serial builds in little memory: a parallel build sets up maintenance_work_mem of
+    # shared memory first, which costs more than a small tenant's whole index.
+    await conn.execute("SET max_parallel_maintenance_workers = 0")
+    await conn.execute("SET maintenance_work_mem = '512MB'")
+    t0 = time.perf_counter()
+    for t in tenants:
+        name = tenant_name(t)
+        await conn.execute(create_sql.replace(INDEX, f"{PARTIAL}{name}") + f" WHERE tenant_id = '{name}'")
+    await conn.execute("ANALYZE knowledge_chunks")
+    return round(time.perf_counter() - t0, 1)
+
+
+async def hnsw_only(conn: Any) -> None:
+    """Leave the planner no way to the tenant's rows but the HNSW index (as for a large tenant)."""
+    for name in await conn.fetch("SELECT indexname FROM pg_indexes WHERE indexname LIKE $1", PARTIAL + "%"):
+        await conn.execute(f"DROP INDEX {name[0]}")
+    await conn.execute("DROP INDEX ix_knowledge_scope")
+    for name in await conn.fetch(
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'knowledge_chunks'::regclass AND contype = 'u'"
+    ):
+        await conn.execute(f'ALTER TABLE knowledge_chunks DROP CONSTRAINT "{name[0]}"')
+    await conn.execute(f'ALTER DATABASE "{await conn.fetchval("SELECT current_database()")}" SET enable_seqscan = off')
+    await conn.execute("ANALYZE knowledge_chunks")
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    import asyncpg
+
+    started = uptime()
+    t0 = time.perf_counter()
+    corpus = make_corpus(args)
+    gen_s = time.perf_counter() - t0
+    progress(f"data, queries and exact top-5 ready in {gen_s:.0f}s")
+    async with postgres_url() as url:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            built = await load(conn, args, corpus["data"], corpus["starts"])
+            before_queries = uptime()
+            progress("searching with the shipped indexes")
+            shipped = await search_pass(conn, args, url, corpus)
+            partial: dict[str, Any] = {}
+            if args.partial_indexes:
+                small = [t for t in range(args.tenants) if bucket_of(t, args.tenants) != "large"]
+                partial["build_s"] = await partial_indexes(conn, built["index"], small)
+                progress(f"{len(small)} per-tenant partial indexes built in {partial['build_s']:.0f}s")
+                partial.update(await search_pass(conn, args, url, corpus))
+            await hnsw_only(conn)
+            progress("searching with the HNSW index alone")
+            forced = await search_pass(conn, args, url, corpus)
+        finally:
+            await conn.close()
+    return {
+        "benchmark": "knowledge_retrieval",
+        "n": args.n,
+        "tenants": args.tenants,
+        "zipf": args.zipf,
+        "dim": 384,
+        "clusters": args.clusters,
+        "data": "synthetic clustered 384-d unit vectors",
+        "own_topics": args.own_topics,
+        "queries": len(corpus["queries"]),
+        "search": "KnowledgeStore.search(k=5), product defaults; baseline iterative_scan=off",
+        "buckets": corpus["buckets"],
+        "datagen_s": round(gen_s, 1),
+        **built,
+        "uptime": {"start": started, "before_queries": before_queries, "end": uptime()},
+        "as_shipped": shipped,
+        "tenant_partial_indexes": {"how": "also a partial HNSW index per medium and small tenant", **partial},
+        "hnsw_only": {"how": "tenant btree indexes dropped, enable_seqscan off", **forced},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--tenants", type=int, default=100)
+    ap.add_argument("--zipf", type=float, default=1.1, help="tenant size ~ 1/rank^zipf")
+    ap.add_argument("--partial-indexes", action=argparse.BooleanOptionalAction, default=True,
+                    help="a pass with a partial HNSW index per medium and small tenant")
+    ap.add_argument("--own-topics", type=float, default=0.5,
+                    help="share of a tenant's rows drawn from clusters of its own")
+    ap.add_argument("--queries-per-bucket", type=int, default=100)
+    ap.add_argument("--clusters", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--maintenance-work-mem", default="8GB")
+    ap.add_argument("--parallel-workers", type=int, default=2)
+    ap.add_argument(
+        "--extra",
+        type=lambda s: [x for x in s.split(",") if x],
+        default=["200:20000", "100:100000"],
+        help="more iterative-scan settings to run beside the product's: EF_SEARCH:MAX_SCAN_TUPLES,...",
+    )
+    print(json.dumps(asyncio.run(run(ap.parse_args()))))
+
+
+if __name__ == "__main__":
+    main()
