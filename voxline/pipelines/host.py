@@ -169,8 +169,24 @@ class CallHost:
             from voxline.integrations.providers.local.shared import apreload
 
             await apreload(list(self.agents.values()))
+            await self._prewarm_greetings()
         self._keep(self._heartbeat())
         self._keep(self._read_inbox())
+
+    async def _prewarm_greetings(self) -> None:
+        """Each agent's greeting synthesized once at startup by its local TTS (a cloud
+        TTS is not called before a caller needs it): no worker's first caller waits."""
+        from voxline.processors.greeting import prewarm
+
+        for spec in self.agents.values():
+            if not spec.greeting or spec.engine != "cascade" or spec.tts.provider not in ("piper", "espeak"):
+                continue
+            try:
+                services = self.services(spec, 16000)
+                if not await prewarm(self.greetings, spec.name, spec.greeting, services.tts):
+                    log.info("- greeting of %s not cached at startup", spec.name)
+            except Exception as e:  # noqa: BLE001 - the first call synthesizes it instead
+                log.warning("- greeting of %s not cached at startup: %s", spec.name, type(e).__name__)
 
     async def _is_alive(self, owner: str) -> bool:
         if owner == self.owner:
