@@ -140,3 +140,20 @@ async def test_barge_in_keeps_only_the_words_sent(sip_rig) -> None:
     assert heard.startswith("We are open every day"), heard
     assert "Reservations" not in heard and len(heard) < len(ANSWER) - 40, heard
     assert ("user", "Stop, I have another question.") in turns(record)
+
+
+async def test_the_human_handoff_puts_the_caller_through_with_refer(sip_rig) -> None:
+    # transfer_to_human over SIP: the hold message, then a REFER to the person's number
+    # (warm asks for an attended transfer; this phone cannot do Replaces: blind).
+    def reply(text: str):
+        return ("transfer_to_human", {"reason": "asked for a person"}) if "DTMF: 2" in text else "Sure."
+
+    script = AgentScript(reply=reply, tools=[{"name": "transfer_to_human", "handler": "builtin:transfer_to_human"}])
+    rig = await sip_rig(script, spec={"humans": {"targets": {"front desk": {"number": "+15550003333"}}}})
+    run = await rig.sipp("refer")
+    assert run.returncode == 0 and run.successful == 1, run.output
+    assert "Refer-To: <sip:+15550003333@127.0.0.1>" in run.messages and "transfer=" not in run.messages
+    record = await rig.only_call()
+    assert record.end_reason == "transferred" and record.transfer_to == "+15550003333"
+    said = " ".join(t.text for t in record.turns if t.role == "assistant")
+    assert "Please hold while I connect you" in said

@@ -143,6 +143,11 @@ class HumanHandoff:
             if target.mode == "cold":
                 return await self._cold(label, target)
             return await self._warm(label, target, summary)
+        if self.channel == "sip" and target.number and self.line is not None:
+            # SIP's warm transfer is the attended one (a consultation call, then REFER
+            # with Replaces), which the line falls back from to a blind REFER by itself.
+            how = ";transfer=attended" if target.mode == "warm" else ";transfer=blind"
+            return await self._cold(label, target, dial=target.number + how)
         if target.webhook:
             await self._request(label, target, summary, transcript, reason)
             await self._say(self.settings.requested)
@@ -188,10 +193,10 @@ class HumanHandoff:
         base = url.split("/twilio/")[0].replace("wss://", "https://", 1).replace("ws://", "http://", 1)
         return base + "/twilio/status"
 
-    async def _cold(self, label: str, target: HumanTarget) -> dict[str, Any]:
+    async def _cold(self, label: str, target: HumanTarget, *, dial: str | None = None) -> dict[str, Any]:
         await self._say(self.settings.hold_message, wait=True)
         try:
-            await self.line.transfer(target.number)
+            await self.line.transfer(dial or target.number)
         except Exception as e:
             raise ToolError(f"transfer failed: {type(e).__name__}") from e
         await self._transferred(target.number or "")
