@@ -8,6 +8,7 @@ apart. The docstring's first paragraph is the description when the spec gives no
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -65,8 +66,8 @@ class Tool:
             )
             raise ToolError(f"invalid arguments for {self.name}: {problems}") from None
 
-    @property
-    def wants_config(self) -> bool:
+    @functools.cached_property
+    def wants_config(self) -> bool:  # read once per tool, not per call
         return PARAMETER in inspect.signature(self.fn).parameters
 
     async def call(self, arguments: dict[str, Any], config: ToolConfig | None = None) -> Any:
