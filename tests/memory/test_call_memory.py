@@ -334,3 +334,32 @@ async def test_database_outage_never_reaches_the_call(private_postgres, tenant: 
         assert [t.index for t in call.turns] == list(range(12))  # user 2i, agent 2i + 1
     finally:
         await runtime.close()
+
+
+async def test_each_turn_keeps_the_language_it_was_spoken_in(database_url: str, tenant: str) -> None:
+    from voxline.memory.call_views import calls_show, render
+
+    runtime = await MemoryRuntime.open(database_url)
+    try:
+        call_id = new_call_id()
+        memory = await CallMemory.open(agent=agent(), call_id=call_id, caller_key=CALLER, tenant=tenant,
+                                       runtime=runtime)
+        turns = [
+            TurnRecord(1, user_text="When do you open?", agent_text="At noon.", language="en"),
+            TurnRecord(2, user_text="¿Y a qué hora cierran?", agent_text="A las once.", language="es"),
+            TurnRecord(3, user_text="Thanks", agent_text="Bye.", language="en\n; DROP"),  # not a code
+        ]
+        await feed(memory, turns)
+        await memory.finish(result(call_id, turns))
+        call = await runtime.store.get_call(tenant, call_id)
+        assert call is not None
+        assert [(t.role, t.language) for t in call.turns] == [
+            ("user", "en"), ("assistant", "en"), ("user", "es"), ("assistant", "es"),
+            ("user", None), ("assistant", None)]
+    finally:
+        await runtime.close()
+    shown = await asyncio.to_thread(calls_show, database_url, tenant, call_id)  # `voxline calls show --json`
+    assert shown is not None
+    assert [t.get("language") for t in shown["turns"]] == ["en", "en", "es", "es", None, None]
+    text = render(shown)
+    assert "caller [es]: ¿Y a qué hora cierran?" in text and "[es]:  A las once." in text, text

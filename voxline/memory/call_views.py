@@ -46,6 +46,8 @@ def calls_show(database_url: str | None, tenant: str, call_id: str) -> dict[str,
         turns = []
         for t in c.turns:
             turn: dict[str, Any] = {"role": t.role, "text": t.text}
+            if t.language:
+                turn["language"] = t.language
             if t.role == "assistant":
                 turn.update(agent=t.agent or c.agent, heard=t.heard, interrupted=t.interrupted, latency_ms=t.latency_ms,
                             providers=t.providers, usage=t.usage, cost_usd=t.cost_usd,
@@ -71,15 +73,18 @@ def render(call: dict[str, Any]) -> str:
     lines = [f"call {call['id']}  agent {call['agent']}  {call['channel']} {call['direction']}  "
              f"{call['status']} ({call['end_reason']})  {call['duration_secs']} s  "
              f"cost ${call['cost_usd'] or 0:.4f}"]
+    # A call in one language says nothing of it; one that switched tags every turn.
+    tagged = len({t["language"] for t in call["turns"] if t.get("language")}) > 1
     for t in call["turns"]:
+        lang = f" [{t['language']}]" if tagged and t.get("language") else ""
         if t["role"] == "user":
-            lines.append(f"  caller: {t['text']}")
+            lines.append(f"  caller{lang}: {t['text']}")
             continue
         mark = " [interrupted]" if t.get("interrupted") else ""
         served = ", ".join(_served(k, v) for k, v in (t.get("providers") or {}).items())
         lat = t.get("latency_ms") or {}
         who = f" ({t['agent']})" if t.get("agent") and t.get("agent") != call["agent"] else ""
-        lines.append(f"  agent{who}:  {t.get('heard') or t['text']}{mark}")
+        lines.append(f"  agent{who}{lang}:  {t.get('heard') or t['text']}{mark}")
         for tool in t.get("tool_calls") or []:
             lines.append(f"          tool {tool['name']}({tool['arguments']}) -> {tool['error'] or tool['result']}")
         details = [f"{k} {v:.0f} ms" for k, v in lat.items()]

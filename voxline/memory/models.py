@@ -94,6 +94,7 @@ class Turn(Base):
     providers: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # stage -> provider, model
     cost_usd: Mapped[float | None] = mapped_column(sa.Float())
     agent: Mapped[str | None] = mapped_column(sa.String(128))  # who answered (handoffs change it)
+    language: Mapped[str | None] = mapped_column(sa.String(16))  # spoken in (a `languages:` persona's)
 
 
 class ToolCall(Base):

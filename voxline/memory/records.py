@@ -66,6 +66,7 @@ class TurnRecord:
     providers: dict[str, Any] = field(default_factory=dict)
     cost_usd: float | None = None
     agent: str | None = None  # the agent that answered (multi-agent calls)
+    language: str | None = None  # the language it was spoken in
 
 
 @dataclass

@@ -238,9 +238,11 @@ class Store(MemoryRowsMixin):
         providers: dict[str, Any] | None = None,
         cost_usd: float | None = None,
         agent: str | None = None,
+        language: str | None = None,
     ) -> None:
         values = dict(
             agent=agent,
+            language=language,
             role=role,
             text=text,
             heard=heard,
@@ -504,6 +506,7 @@ def _turn_record(t: Any) -> TurnRecord:
         t.providers or {},
         t.cost_usd,
         getattr(t, "agent", None),
+        getattr(t, "language", None),
     )
 
 

@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -108,6 +109,15 @@ def model_versions(agent: Any) -> dict[str, Any]:
     prompt = getattr(agent, "system_prompt", "")
     out["prompt_sha256"] = hashlib.sha256(prompt.encode()).hexdigest()[:16]
     return out
+
+
+_LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?")
+
+
+def _language(turn: TurnRecord) -> str | None:
+    """The turn's language code for its column; anything that is not a code is left out."""
+    language = getattr(turn, "language", "") or ""
+    return language if _LANGUAGE.fullmatch(language) else None
 
 
 def _usage_and_cost(turn: TurnRecord) -> dict[str, Any]:
@@ -240,6 +250,7 @@ class CallMemory:
                 self.call_id, index=2 * turn.index, role="user", text=text, heard=None,
                 started_at=started, ended_at=started, interrupted=False, latency_ms={},
                 agent=getattr(turn, "agent", None) or None,
+                language=_language(turn),
             )  # fmt: skip
         if agent or turn.tool_calls or getattr(turn, "usage", None):
             text = self._scrub(agent)
@@ -251,6 +262,7 @@ class CallMemory:
                 started_at=started, ended_at=ended, interrupted=turn.interrupted,
                 latency_ms=dict(turn.latency_ms), **_usage_and_cost(turn),
                 agent=getattr(turn, "agent", None) or None,
+                language=_language(turn),
             )  # fmt: skip
         for call in turn.tool_calls:
             rec.add_tool_call(
