@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from voxline.extras import require
+
+log = logging.getLogger("voxline.live")
 
 
 class LiveState(Protocol):
@@ -238,6 +241,21 @@ class RedisLiveState:
 
     async def close(self) -> None:
         await self.r.aclose()
+
+
+async def read_inbox(live: LiveState, owner: str,
+                     handle: Callable[[dict[str, str]], Awaitable[None]]) -> None:
+    """Hand each message sent to ``owner`` to ``handle``, for as long as the process runs;
+    a lost connection is reopened (messages sent meanwhile are lost: pub/sub keeps none)."""
+    while True:
+        try:
+            async for message in live.inbox(owner):
+                await handle(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning("- inbox: %s; reconnecting", type(e).__name__)
+            await asyncio.sleep(1.0)
 
 
 def live_state_from_env(url: str | None = None) -> LiveState:

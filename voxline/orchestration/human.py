@@ -14,10 +14,12 @@ Web callers (and any call with no number to ring): the request, with a summary a
 the transcript, is POSTed to the target's ``webhook`` (HMAC-signed with
 ``$secret_env`` like webhook tools), and the agent says that a person will call back.
 
-The person's leg reports its progress through the Twilio status callback route, which
-hands each status to :func:`leg_status` (see transports/twilio/router.py). Its status
-must reach the worker that placed it; with several workers behind a balancer, route
-``/twilio/status`` for legs by CallSid affinity (not done here).
+The person's leg reports its progress through the Twilio status callback route
+(transports/twilio/router.py), which may run on any worker behind the balancer. The
+worker that places a leg holds ``leg:<CallSid>`` in the live state (for the ring time);
+:func:`placed_status` hands a status to the leg waiting in this process, or forwards
+it to the inbox of the worker holding that key, whose inbox reader hands it on with
+:func:`forwarded_status`. Task calls (orchestration/tasks.py) are routed the same way.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ log = logging.getLogger("voxline.orchestration")
 
 ANSWERED = {"in-progress", "answered"}
 NOT_ANSWERED = {"busy", "no-answer", "failed", "canceled", "completed"}
+STATUSES = ANSWERED | NOT_ANSWERED | {"queued", "initiated", "ringing"}
+LEG_KEY = "leg:"  # live-state key of who placed a person's leg (not who streams a call)
 _legs: dict[str, asyncio.Queue[str]] = {}  # CallSid of a person's leg -> its statuses
 
 
@@ -59,6 +63,34 @@ def leg_status(call_sid: str, status: str) -> bool:
         return False
     queue.put_nowait(status)
     return True
+
+
+async def placed_status(host: Any, call_sid: str, status: str) -> bool:
+    """A status callback, on whichever worker it landed: True if it is a person's leg.
+
+    Handed to the leg or task call waiting here, else sent to the worker that placed it
+    (once: a worker only forwards what it does not hold). A CallSid no worker placed does
+    nothing here (the router treats it as an ordinary call's status)."""
+    if leg_status(call_sid, status):
+        return True
+    from voxline.orchestration.tasks import NEVER_CONNECTED, TASK_KEY
+
+    live, is_leg = host.live, True
+    owner = await live.owner_of(LEG_KEY + call_sid)
+    if owner is None and status in NEVER_CONNECTED:  # a task call waits only for these
+        owner, is_leg = await live.owner_of(TASK_KEY + call_sid), False
+    if owner is None:
+        return False
+    if owner != host.owner:
+        await live.send(owner, {"kind": "leg_status", "call_sid": call_sid, "status": status})
+    return is_leg  # held here but no longer waited on: a late status, nothing to do
+
+
+def forwarded_status(message: dict[str, Any]) -> None:
+    """A status another worker forwarded to this one's inbox (see :func:`placed_status`)."""
+    call_sid, status = message.get("call_sid"), message.get("status")
+    if isinstance(call_sid, str) and isinstance(status, str) and status in STATUSES:
+        leg_status(call_sid, status)  # an unknown CallSid is in no table: nothing happens
 
 
 def human_schema(settings: HumanSettings) -> FunctionSchema:
@@ -221,6 +253,7 @@ class HumanHandoff:
                                          status_callback=self._status_url(),
                                          status_events=("initiated", "ringing", "answered", "completed"))
             _legs[leg] = queue
+            await self._hold_leg(leg, target.ring_secs)
             answered = await self._wait_answer(queue, target.ring_secs)
             if answered:
                 await rest.update_twiml(line.call_id, conference_twiml(room, starts=False))
@@ -241,11 +274,27 @@ class HumanHandoff:
             await asyncio.gather(hold, return_exceptions=True)
             if leg is not None:
                 _legs.pop(leg, None)
+                await self._hold_leg(leg, None)
         log.info("%s warm transfer to %s: nobody answered, the agent takes the caller back", line.call_id, label)
         await self._say(self.settings.no_answer)
         self.session.log.tool_call(ToolCallRecord(name="guardrail:human_no_answer", arguments={"target": label},
                                                   result={"status": "no answer"}))
         return Told(status="no answer", target=label)
+
+    async def _hold_leg(self, leg: str, ring_secs: float | None) -> None:
+        """Claim (or, with None, let go of) ``leg`` in the live state, so that its status
+        callbacks landing on another worker are forwarded here. The key outlives the ring
+        time a little and lapses by itself if this worker dies."""
+        live, owner = getattr(self.host, "live", None), getattr(self.host, "owner", None)
+        if live is None or owner is None:
+            return  # no call host (tests, simulate): one process, the local table is enough
+        try:
+            if ring_secs is None:
+                await live.release_call(LEG_KEY + leg, owner)
+            else:
+                await live.claim_call(LEG_KEY + leg, owner, ring_secs + 30.0)
+        except Exception as e:  # noqa: BLE001 - a live-state outage leaves us the local table
+            log.warning("%s live state for the person's leg: %s", self.line.call_id, type(e).__name__)
 
     @staticmethod
     async def _wait_answer(queue: asyncio.Queue[str], ring_secs: float) -> bool:

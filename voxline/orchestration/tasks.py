@@ -17,6 +17,7 @@ session on a simulated line whose far end is scripted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -190,15 +191,21 @@ class _Pending:
 
 
 _pending: dict[str, _Pending] = {}  # CallSid of a task call placed here -> its task
-_NEVER_CONNECTED = {"busy": "the line was busy", "no-answer": "nobody answered", "failed": "the call failed",
-                    "canceled": "the call was cancelled"}
+NEVER_CONNECTED = {"busy": "the line was busy", "no-answer": "nobody answered", "failed": "the call failed",
+                   "canceled": "the call was cancelled"}
+# The placing worker holds TASK_KEY + CallSid in the live state for the callbacks other
+# workers get; Twilio reports a call that never connected within its ring timeout (60 s).
+TASK_KEY, PLACED_TTL_SECS = "task:", 120.0
 
 
 def task_status(call_sid: str, status: str) -> None:
-    """A Twilio status callback: a task call that never connected has its outcome now."""
+    """A Twilio status callback: a task call that never connected has its outcome now.
+
+    It may have landed on another worker, which forwards it here
+    (:func:`voxline.orchestration.human.placed_status`)."""
     pending = _pending.get(call_sid)
-    if pending is not None and status in _NEVER_CONNECTED and not pending.done.done():
-        pending.done.set_result({"status": "failed", "details": _NEVER_CONNECTED[status]})
+    if pending is not None and status in NEVER_CONNECTED and not pending.done.done():
+        pending.done.set_result({"status": "failed", "details": NEVER_CONNECTED[status]})
 
 
 def adopt_task_call(session: Any, call_id: str) -> bool:
@@ -246,8 +253,15 @@ class TwilioDialer:
         sid = await place_outbound_call(host=self.host, rest=self.rest, to=to, from_=self._from(agent.name),
                                         agent=agent.name, public_base_url=self.public_base_url)
         _pending[sid] = _Pending(task, done)
+        live, owner = self.host.live, self.host.owner
         log.info("%s task call %s placed for %s", parent_call_id, sid, agent.name)
         try:
+            # Held under its own key (the stream's holder claims the call itself): a "busy"
+            # or "no-answer" that reaches another worker is forwarded here.
+            with contextlib.suppress(Exception):  # without it, this worker's callbacks still count
+                await live.claim_call(TASK_KEY + sid, owner, PLACED_TTL_SECS)
             return await done
         finally:
             _pending.pop(sid, None)
+            with contextlib.suppress(Exception):  # else it lapses by itself
+                await live.release_call(TASK_KEY + sid, owner)

@@ -31,8 +31,9 @@ from pipecat.processors.frameworks.rtvi import RTVIObserverParams, RTVIProcessor
 from pipecat.transports.base_transport import BaseTransport
 
 from voxline.integrations.tools.guard import ToolGuard
-from voxline.memory.live import InProcessLiveState, LiveState
+from voxline.memory.live import InProcessLiveState, LiveState, read_inbox
 from voxline.memory.store import process_owner_id
+from voxline.orchestration.human import forwarded_status
 from voxline.orchestration.wiring import team_for, wire_orchestration
 from voxline.pipelines.builder import Extensions, Services
 from voxline.pipelines.call_control import CallControl, CallLine
@@ -171,7 +172,7 @@ class CallHost:
             await apreload(list(self.agents.values()))
             await self._prewarm_greetings()
         self._keep(self._heartbeat())
-        self._keep(self._read_inbox())
+        self._keep(read_inbox(self.live, self.owner, self._on_message))
 
     async def _prewarm_greetings(self) -> None:
         """Each agent's greeting synthesized once at startup by its local TTS (a cloud
@@ -209,18 +210,12 @@ class CallHost:
                 await self.live.heartbeat(self.owner, list(self.calls), self.limits.slot_ttl_secs)
             await asyncio.sleep(HEARTBEAT_SECS)
 
-    async def _read_inbox(self) -> None:
-        """Messages other workers forward for calls this process holds."""
-        while True:
-            try:
-                async for message in self.live.inbox(self.owner):
-                    if message.get("kind") == "answered_by":
-                        await self.on_answered_by(message.get("call_id", ""), message.get("answered_by", ""))
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning("- inbox: %s; reconnecting", type(e).__name__)
-                await asyncio.sleep(1.0)
+    async def _on_message(self, message: dict[str, str]) -> None:
+        """A message another worker forwarded: a verdict for a call held here, a status for a leg placed here."""
+        if message.get("kind") == "answered_by":
+            await self.on_answered_by(message.get("call_id", ""), message.get("answered_by", ""))
+        elif message.get("kind") == "leg_status":
+            forwarded_status(message)
 
     async def settle(self) -> None:
         """Wait until ended calls are fully written (summaries and facts included)."""

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 
 from voxline.errors import ProviderError
 from voxline.logsafe import clean, redact_number
-from voxline.orchestration.human import leg_status
+from voxline.orchestration.human import placed_status
 from voxline.pipelines.host import CallHost, IncomingCall
 from voxline.transports import call_token
 
@@ -131,7 +131,9 @@ def twilio_router(
             return Response("invalid CallSid", status_code=400)
         state = form.get("CallStatus", "")
         state = state if state in _CARRIER_STATES else ""
-        if leg_status(call_sid, state):  # a person's leg of a warm transfer (orchestration/human.py)
+        # A person's leg of a warm transfer, here or (forwarded) on the worker that placed
+        # it; a task call's status also reaches its placer, and its record is updated below.
+        if await placed_status(host, call_sid, state):
             return Response(status_code=204)
         answered_by = form.get("AnsweredBy", "")
         answered_by = answered_by if answered_by in _VERDICTS else None
