@@ -2,7 +2,10 @@
 
 Each source file is read, chunked, embedded with the local MiniLM embedder and written
 with its sha256: a file that did not change since the last build is skipped, a file
-that went away is removed. A progress bar shows the chunks embedded.
+that went away is removed. A progress bar shows the chunks embedded. On Postgres the
+tenant then gets the access path its size calls for (``voxline.knowledge.access``): a
+partial HNSW index of its own once a collection passes ``EXACT_MAX_ROWS`` chunks,
+dropped before a rewrite of most of its rows and built again after it.
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ async def build(spec: AgentSpec, *, store: Any, embedder: Any, progress: bool = 
             todo.append((name, digest, chunk_text(text, name, max_chars=settings.chunk_chars,
                                                   overlap_chars=settings.overlap_chars)))
     total = sum(len(c) for _, _, c in todo)
+    names = {str(p.relative_to(spec.base_dir)) if p.is_relative_to(spec.base_dir) else str(p) for p in files}
+    gone = sorted(set(known) - names)
+    rewritten = total + await kb.rows_of(tenant, collection, [n for n, _, _ in todo] + gone)
+    rebuilt = await kb.before_rewrite(tenant, rewritten)
     bar = _bar(total, progress)
     try:
         for name, digest, chunks in todo:
@@ -69,12 +76,12 @@ async def build(spec: AgentSpec, *, store: Any, embedder: Any, progress: bool = 
             await kb.replace_source(tenant, collection, name, digest, chunks, embeddings)
     finally:
         bar.close()
-    names = {str(p.relative_to(spec.base_dir)) if p.is_relative_to(spec.base_dir) else str(p) for p in files}
-    gone = sorted(set(known) - names)
     await kb.remove_sources(tenant, collection, gone)
+    path = await kb.settle_access_path(tenant)
     return {"agent": spec.name, "tenant": tenant, "collection": collection, "files": len(files),
             "embedded_files": len(todo), "unchanged_files": len(files) - len(todo), "removed_files": len(gone),
-            "chunks_embedded": total, "chunks": await kb.count(tenant, collection)}
+            "chunks_embedded": total, "chunks": await kb.count(tenant, collection),
+            "index_rebuilt": rebuilt, **path}
 
 
 class _NoBar:

@@ -1,10 +1,11 @@
 """Knowledge chunks in the call store (table ``knowledge_chunks``, migration 0006).
 
-Search is scoped by tenant and collection. On Postgres it goes through the HNSW index
-with pgvector 0.8's iterative index scans (``hnsw.iterative_scan = relaxed_order``): an
-HNSW scan filtered afterwards by tenant returns fewer than k rows (or none) when the
-tenant owns a small share of the table; the iterative scan goes on fetching candidates
-until k rows pass the filter (up to ``hnsw.max_scan_tuples``). SQLite scans exactly.
+Search is scoped by tenant and collection. On Postgres each tenant is read the way that
+fits its size (``voxline.knowledge.access``): exactly through the tenant btree when it
+is small, through a partial HNSW index of its own when it is large, or through the
+table-wide HNSW index with pgvector 0.8's iterative scan when it has no index of its
+own yet. A table-wide HNSW scan filtered afterwards by tenant would return fewer than k
+rows (or none) for a tenant that owns a small share of the table. SQLite scans exactly.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from voxline.knowledge import access
 from voxline.knowledge.chunks import Chunk
 from voxline.memory.models import KnowledgeChunk
 from voxline.memory.types import cosine_distance, utcnow
@@ -74,28 +76,68 @@ class KnowledgeStore:
             return int((await conn.execute(sa.select(sa.func.count()).select_from(KnowledgeChunk).where(
                 KnowledgeChunk.tenant_id == tenant, KnowledgeChunk.collection == collection))).scalar_one())
 
+    async def rows_of(self, tenant: str, collection: str, sources: list[str]) -> int:
+        if not sources:
+            return 0
+        async with self.store._tx() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(KnowledgeChunk).where(
+                KnowledgeChunk.tenant_id == tenant, KnowledgeChunk.collection == collection,
+                KnowledgeChunk.source.in_(sources)))).scalar_one())
+
+    async def before_rewrite(self, tenant: str, rows: int) -> bool:
+        """About to delete and insert ``rows`` of the tenant's chunks: drop its index
+        first when that is most of them (it is built again afterwards). Whether it was."""
+        if self.store.backend != "postgresql":
+            return False
+        async with self.store._tx() as conn:
+            state = await access.index_state(conn, tenant)
+            size = await access.largest_collection(conn, tenant)
+        if state is None or rows <= access.REBUILD_SHARE * size:
+            return False
+        return await access.drop_index(self.store.engine, tenant)
+
+    async def settle_access_path(self, tenant: str) -> dict[str, Any]:
+        """Give the tenant the access path its size calls for: its own HNSW index above
+        ``access.EXACT_MAX_ROWS`` rows in a collection (built if missing), none below."""
+        if self.store.backend != "postgresql":
+            return {"access_path": "exact"}
+        async with self.store._tx() as conn:
+            rows = await access.largest_collection(conn, tenant)
+        if rows <= access.EXACT_MAX_ROWS:
+            dropped = await access.drop_index(self.store.engine, tenant)
+            return {"access_path": "exact", "rows": rows, "index_dropped": dropped}
+        seconds = await access.create_index(self.store.engine, tenant, rows)
+        return {"access_path": "tenant_index", "rows": rows, "index": access.index_name(tenant),
+                "index_build_s": round(seconds, 1)}
+
     async def search(self, tenant: str, collection: str, query: np.ndarray, *, k: int = 3,
-                     ef_search: int = 100, max_scan_tuples: int = 20000,
-                     iterative_scan: str = "relaxed_order") -> list[Hit]:
-        """``iterative_scan="off"`` is the plain HNSW scan filtered afterwards (for comparison)."""
+                     ef_search: int | None = None, max_scan_tuples: int = 20000,
+                     iterative_scan: str = "relaxed_order", path: access.Path | None = None) -> list[Hit]:
+        """The k nearest chunks of the tenant's collection. ``path`` forces an access path
+        (None: the one its size calls for); ``iterative_scan="off"`` with ``path="global"``
+        is the table-wide HNSW scan filtered afterwards (for comparison)."""
         if iterative_scan not in ("off", "relaxed_order", "strict_order"):
             raise ValueError(f"iterative_scan: {iterative_scan!r}")
+        if path is not None and path not in access.PATHS:
+            raise ValueError(f"path: {path!r}")
+        pg = self.store.backend == "postgresql"
         async with self.store._tx() as conn:
-            if self.store.backend == "postgresql":
-                await conn.execute(sa.text(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
-                await conn.execute(sa.text(f"SET LOCAL hnsw.iterative_scan = {iterative_scan}"))
-                await conn.execute(sa.text(f"SET LOCAL hnsw.max_scan_tuples = {int(max_scan_tuples)}"))
-                # Planned for this tenant: a small tenant's rows are read through the tenant
-                # index and sorted exactly, a large one's through HNSW. A generic plan (taken
-                # after five runs of the prepared statement) reads every tenant the first way.
-                await conn.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+            if pg:
+                chosen = path or await access.choose(conn, self._key, tenant, collection)
+                for statement in access.settings(chosen, ef_search=ef_search, max_scan_tuples=max_scan_tuples,
+                                                 iterative_scan=iterative_scan):
+                    await conn.exec_driver_sql(statement)
             dist = cosine_distance(KnowledgeChunk.embedding, query, self.store.backend).label("dist")
             inner = (sa.select(KnowledgeChunk.source, KnowledgeChunk.chunk_index, KnowledgeChunk.text, dist)
                      .where(KnowledgeChunk.tenant_id == tenant, KnowledgeChunk.collection == collection)
                      .order_by(dist).limit(k))
-            if self.store.backend == "postgresql":
+            if pg:
                 # relaxed_order may return rows slightly out of order: sort the k found exactly.
                 sub = inner.subquery()
                 inner = sa.select(sub).order_by(sub.c.dist)
             rows = await conn.execute(inner)
             return [Hit(r.source, r.chunk_index, r.text, 1.0 - float(r.dist)) for r in rows]
+
+    @property
+    def _key(self) -> str:
+        return self.store.engine.url.render_as_string(hide_password=True)
