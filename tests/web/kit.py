@@ -168,8 +168,9 @@ class WebServer:
 
 @contextlib.asynccontextmanager
 async def web_server(tmp_path: Path, script: Script, *, services: Any = None,
-                     config: WebConfig | None = None, allowed: tuple[str, ...] = ()) -> AsyncIterator[WebServer]:
-    spec = agent_spec(script, tmp_path)
+                     config: WebConfig | None = None, allowed: tuple[str, ...] = (),
+                     spec: AgentSpec | None = None) -> AsyncIterator[WebServer]:
+    spec = spec or agent_spec(script, tmp_path)
     made: list[Services] = []
     host = CallHost({"restaurant": spec}, services=services or fake_services(script, made),
                     limits=CallLimits(), live=InProcessLiveState(), recording_dir=tmp_path / "rec")

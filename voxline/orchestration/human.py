@@ -182,6 +182,9 @@ class HumanHandoff:
             return await self._cold(label, target, dial=target.number + how)
         if target.webhook:
             await self._request(label, target, summary, transcript, reason)
+            notify = getattr(self.line, "notify_handoff", None)  # the web widget shows it, once delivered
+            if notify is not None:
+                await notify("requested", target=label, message=self.settings.requested)
             await self._say(self.settings.requested)
             return Told(status="requested", target=label, callback=True)
         await self._say(self.settings.unavailable)

@@ -40,7 +40,7 @@ function withTimeout(promise, ms) {
 export class Conversation {
   constructor(options, events) {
     this.options = options; // { server, agent, visitorToken, transport, webrtcTimeoutMs }
-    this.events = events; // onState, onUserText, onBotText, onHeard, onEnded, onUserSpeaking
+    this.events = events; // onState, onUserText, onBotText, onHeard, onHandoff, onEnded, onUserSpeaking
     this.client = null;
     this.transportName = null;
     this.ended = false;
@@ -106,7 +106,11 @@ export class Conversation {
       onUserStoppedSpeaking: () => e.onUserSpeaking(false),
       onUserTranscript: (data) => e.onUserText(data.text, !!data.final),
       onBotOutput: (data) => { if (data.spoken !== false && data.text) e.onBotText(data.text); },
-      onServerMessage: (data) => { if (data && data.voxline === "heard") e.onHeard(data); },
+      onServerMessage: (data) => {
+        if (!data || typeof data !== "object") return;
+        if (data.voxline === "heard") e.onHeard(data);
+        else if (data.voxline === "handoff") e.onHandoff(data);
+      },
       onTrackStarted: (track, participant) => {
         if (track.kind === "audio" && !(participant && participant.local)) {
           e.onRemoteTrack(track);

@@ -10,7 +10,11 @@
 //   data-visitor-token  a visitor token signed by your site (memory recognises the visitor)
 //   data-transport      "auto" (default: WebRTC, else WebSocket), "webrtc" or "websocket"
 //   data-server         the voxline server (default: where this script came from)
-// window.voxline is the widget: start(), hangUp(), setMuted(bool), state, stats, events.
+//   data-handoff-text   the notice shown once a person will call back
+//                       (default: "A person will call you back.")
+// window.voxline is the widget: start(), hangUp(), setMuted(bool), state, stats, events, handoff.
+// Its element gets data-voxline-handoff="requested" and dispatches "voxline:handoff"
+// (a CustomEvent, detail { status, target, message }) when a person will call back.
 import { Widget } from "./widget.js";
 
 function boot(script) {
@@ -28,6 +32,7 @@ function boot(script) {
     position: d.position,
     visitorToken: d.visitorToken,
     transport: d.transport,
+    handoffText: d.handoffText,
     webrtcTimeoutMs: d.webrtcTimeout ? Number(d.webrtcTimeout) : undefined,
   });
   if (d.accent) widget.host.style.setProperty("--voxline-accent", d.accent);

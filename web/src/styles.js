@@ -87,6 +87,10 @@ button:focus-visible { outline: 3px solid var(--voxline-focus, #ffb020); outline
   background: #fef3f2; color: #912018; border: 1px solid #fecdca; }
 .notice[hidden] { display: none; }
 .notice.info { background: #f2f4f7; color: #344054; border-color: #e4e7ec; }
+.handoff { margin: 0 16px 12px; padding: 10px 12px; border-radius: 12px; font-size: 14px; font-weight: 600;
+  background: var(--voxline-handoff-background, #ecfdf3); color: var(--voxline-handoff-text, #05603a);
+  border: 1px solid var(--voxline-handoff-border, #abefc6); }
+.handoff[hidden] { display: none; }
 .bar { display: flex; gap: 10px; padding: 12px 16px 16px; }
 .bar button { flex: 1; height: 44px; border-radius: 12px; display: inline-flex; align-items: center;
   justify-content: center; gap: 8px; font-weight: 600; font-size: 14.5px; }

@@ -3,9 +3,15 @@
 // The host element (in the page's DOM) carries data-voxline-state, one of
 // idle | connecting | listening | speaking | error, updated live; everything else
 // lives in an open shadow root so that neither the page's styles nor ours leak.
+// When the agent has passed the visitor's request to a person (transfer_to_human on a
+// web call), the panel shows a notice (role="status", part="handoff"), the host gets
+// data-voxline-handoff="requested" and a "voxline:handoff" CustomEvent is dispatched
+// on it with detail { status, target, message }.
 import { Conversation, ConversationError } from "./conversation.js";
 import { ICONS } from "./icons.js";
 import { STYLES } from "./styles.js";
+
+const HANDOFF_TEXT = "A person will call you back.";
 
 const STATUS = {
   idle: "Ready when you are",
@@ -24,6 +30,7 @@ export class Widget {
     this.agentLine = null; // the agent's caption being spoken
     this.userLine = null; // the visitor's interim caption
     this.events = [];
+    this.handoff = null; // { status, target, message } once a person will call back
     this.loadedAt = performance.now();
     this._render();
   }
@@ -49,6 +56,7 @@ export class Widget {
       <p class="empty">Say hello when you hear the assistant. Captions of both sides appear here.</p>
     </div>
     <p class="notice" role="alert" hidden></p>
+    <p class="handoff" role="status" aria-live="polite" part="handoff" hidden></p>
     <div class="bar">
       <button class="mute" type="button" aria-pressed="false">${ICONS.mic}<span>Mute</span></button>
       <button class="end" type="button">${ICONS.phoneOff}<span>Hang up</span></button>
@@ -62,7 +70,7 @@ export class Widget {
     this.root = root;
     const $ = (s) => root.querySelector(s);
     this.el = { vx: $(".vx"), panel: $(".panel"), launcher: $(".launcher"), captions: $(".captions"),
-      notice: $(".notice"), status: $(".status-text"), mute: $(".mute"), end: $(".end"), retry: $(".retry"),
+      notice: $(".notice"), handoff: $(".handoff"), status: $(".status-text"), mute: $(".mute"), end: $(".end"), retry: $(".retry"),
       close: $(".close"), empty: $(".empty") };
     this.audio = document.createElement("audio");
     this.audio.autoplay = true;
@@ -122,6 +130,7 @@ export class Widget {
       onUserText: (text, final) => this._userText(text, final),
       onBotText: (text) => this._botText(text),
       onHeard: (heard) => this._heard(heard),
+      onHandoff: (handoff) => { if (this.conversation === conversation) this._handoff(handoff); },
       onUserSpeaking: (speaking) => this._log("user-speaking", speaking),
       onRemoteTrack: (track) => { this.audio.srcObject = new MediaStream([track]); this.audio.play().catch(() => {}); },
       onEnded: () => this._ended(),
@@ -230,6 +239,22 @@ export class Widget {
       this._closeAgentLine(interrupted);
     }
     this._log("heard", { text: shown, interrupted });
+  }
+
+  _handoff(data) {
+    // The server's word that a person has the visitor's request and will call back.
+    if (data.status !== "requested") return;
+    const detail = {
+      status: "requested",
+      target: typeof data.target === "string" ? data.target : "",
+      message: typeof data.message === "string" ? data.message : "",
+    };
+    this.handoff = detail;
+    this.el.handoff.textContent = this.options.handoffText || HANDOFF_TEXT; // text, never markup
+    this.el.handoff.hidden = false;
+    this.host.setAttribute("data-voxline-handoff", "requested");
+    this._log("handoff", detail);
+    this.host.dispatchEvent(new CustomEvent("voxline:handoff", { detail, bubbles: true, composed: true }));
   }
 
   _closeAgentLine(interrupted) {

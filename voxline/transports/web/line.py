@@ -5,7 +5,9 @@ which places it; the processors it adds to the call's pipeline: the heard-text
 observer before the output, and after it the
 played clock and the heard-text gate (see :mod:`.played`). ``hang_up`` needs nothing
 on a carrier: ending the pipeline closes the peer connection or the socket, and the
-widget shows that the agent hung up. There is no one to transfer a browser to.
+widget shows that the agent hung up. There is no one to transfer a browser to; when
+``builtin:transfer_to_human`` has delivered the visitor's request to a person,
+``notify_handoff`` tells the widget (an RTVI server message, see :func:`.rtvi.handoff_message`).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipecat.processors.frame_processor import FrameProcessor
+from pipecat.processors.frameworks.rtvi.frames import RTVIServerMessageFrame
 
 from voxline.errors import ProviderError
 from voxline.transports.twilio.heard import HeardLine, HeardTextTracker
 from voxline.transports.twilio.marks import MarkLedger
 
 from .played import PlayedClock
-from .rtvi import WidgetRTVI
+from .rtvi import WidgetRTVI, handoff_message
 
 log = logging.getLogger("voxline.web")
 
@@ -77,6 +80,16 @@ class WebCall:
 
     async def transfer(self, target: str) -> None:
         raise ProviderError("a web visitor cannot be transferred to a phone line", retryable=False)
+
+    async def notify_handoff(self, status: str, *, target: str, message: str) -> None:
+        """The widget is told that the visitor's handoff request reached ``target``.
+
+        Pipecat's RTVI observer turns the frame into a ``server-message`` for the page.
+        """
+        data = handoff_message(status, target=target, message=message)
+        await self.rtvi.push_frame(RTVIServerMessageFrame(data=data))
+        self.counters["handoffs"] = self.counters.get("handoffs", 0) + 1
+        log.info("%s widget told: handoff %s (target %s)", self.call_id, data["status"], data["target"])
 
     def stats(self) -> dict[str, int]:
         return {**self.stats_source(), **self.counters,

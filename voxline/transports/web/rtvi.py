@@ -10,11 +10,16 @@ What a public page gets is limited on purpose: no metrics, no LLM text (it can
 carry tool calls), no user context, no function-call events. From the page only
 ``client-ready`` and ``disconnect-bot`` are taken -- typed text, context edits and
 client messages would let a page script steer the agent past what a visitor can say.
+
+Server messages of our own carry ``{"voxline": KIND, ...}``: ``heard`` (what the
+visitor heard of the agent's line, see :mod:`.line`) and ``handoff``
+(:func:`handoff_message`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 
 import pipecat.processors.frameworks.rtvi.models as RTVI
 from pipecat.processors.frameworks.rtvi import RTVIObserverParams, RTVIProcessor
@@ -23,6 +28,27 @@ from pipecat.processors.frameworks.rtvi.observer import RTVIFunctionCallReportLe
 log = logging.getLogger("voxline.web")
 
 ACCEPTED = frozenset({"client-ready", "disconnect-bot"})
+HANDOFF_STATUSES = frozenset({"requested"})
+MAX_TARGET_CHARS = 64
+MAX_MESSAGE_CHARS = 400
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def handoff_message(status: str, *, target: str, message: str) -> dict[str, str]:
+    """What the widget is told when a person has the visitor's request.
+
+    ``{"voxline": "handoff", "status": "requested", "target": LABEL, "message": TEXT}``:
+    ``target`` is the label of the spec's ``humans.targets`` entry, ``message`` the
+    spec's ``humans.requested`` sentence (what the agent says). Nothing the visitor said
+    goes in -- no reason, summary or transcript; the text is the spec's, with control
+    characters dropped and its length capped, and the widget shows it as text, never
+    as markup.
+    """
+    if status not in HANDOFF_STATUSES:
+        raise ValueError(f"unknown handoff status: {status[:40]!r}")
+    return {"voxline": "handoff", "status": status,
+            "target": _CONTROL.sub("", target)[:MAX_TARGET_CHARS],
+            "message": _CONTROL.sub("", message).strip()[:MAX_MESSAGE_CHARS]}
 
 
 def public_observer_params() -> RTVIObserverParams:
