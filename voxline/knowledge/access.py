@@ -129,8 +129,8 @@ async def drop_index(engine: Any, tenant: str) -> bool:
     return True
 
 
-async def create_index(engine: Any, tenant: str, rows: int, *, max_work_mem_mb: int = 1024) -> float:
-    """Build the tenant's partial HNSW index; seconds it took (0.0 if a valid one exists).
+async def create_index(engine: Any, tenant: str, rows: int, *, max_work_mem_mb: int = 1024) -> float | None:
+    """Build the tenant's partial HNSW index; seconds it took (None if a valid one exists).
 
     CONCURRENTLY, so other tenants' builds and searches go on meanwhile (searches of this
     tenant take the ``global`` path until it is valid). A failed build leaves an invalid
@@ -140,7 +140,7 @@ async def create_index(engine: Any, tenant: str, rows: int, *, max_work_mem_mb: 
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         state = await index_state(conn, tenant)
         if state == "valid":
-            return 0.0
+            return None
         name = index_name(tenant)
         if state == "invalid":
             await _ddl(conn, "DROP INDEX CONCURRENTLY IF EXISTS %I", name)
