@@ -93,6 +93,7 @@ class LlamaCppLLMService(OpenAILLMService):
         # Messages before the call itself (system prompt, few-shot examples), counted at
         # warm-up: what the caller said is what comes after them.
         self._preamble: int | None = None
+        self.prefix_source: str | None = None  # where warm_up found the prefix: memory, disk, evaluated
         self.set_full_model_name(self._model_path.name)
 
     def create_client(self, *args: Any, **kwargs: Any) -> Any:
@@ -115,14 +116,11 @@ class LlamaCppLLMService(OpenAILLMService):
         prompt = render_prompt(messages, tools)
         model = await asyncio.to_thread(self._loaded)
 
-        def run() -> None:
+        def run() -> str:
             with model.lock:
-                tokens = model.tokens(prompt)
-                model.resume(tokens)
-                model.llama.create_completion(tokens, max_tokens=1, temperature=0)
-                model.keep_prefix()  # the next call of this agent starts from here
+                return model.warm(model.tokens(prompt))  # the next call of this agent starts from here
 
-        await asyncio.to_thread(run)
+        self.prefix_source = await asyncio.to_thread(run)
 
     async def summarize(self, prompt: str, max_tokens: int = 300) -> str:
         """One answer to ``prompt`` out of the call's pipeline, as a JSON object (call summaries)."""

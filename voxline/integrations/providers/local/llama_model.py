@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from voxline.extras import require
+from voxline.integrations.providers.local.llama_prefixes import PrefixFiles
 
 KEPT_PREFIXES = 8  # agents whose prefix stays ready; ~12 KB a token each for a 0.5B model
 MIN_GAIN = 32  # tokens: below this, evaluating beats copying the state back
@@ -37,6 +38,7 @@ class LoadedLlama:
         self._grammars: dict[str, Any] = {}
         self._prefixes: OrderedDict[tuple[int, ...], Snapshot] = OrderedDict()
         self.resumed = 0  # how often a kept prefix was restored (tests, metrics)
+        self.files = PrefixFiles.for_model(path, n_ctx, getattr(llama_cpp, "__version__", "?"))
 
     def close(self) -> None:
         if self.lock.acquire(timeout=1):  # a generation still running keeps its model
@@ -67,15 +69,36 @@ class LoadedLlama:
         del data[written:]
         return Snapshot(tokens, data)
 
-    def keep_prefix(self) -> None:
+    def keep_prefix(self) -> Snapshot | None:
         """Keep what the context holds now (an agent's evaluated prefix) for every call."""
         snap = self.snapshot()
-        if snap is None:
-            return
+        if snap is not None:
+            self._keep(snap)
+        return snap
+
+    def _keep(self, snap: Snapshot) -> None:
         self._prefixes.pop(snap.tokens, None)
         self._prefixes[snap.tokens] = snap
         while len(self._prefixes) > KEPT_PREFIXES:
             self._prefixes.popitem(last=False)
+
+    def warm(self, prompt: list[int]) -> str:
+        """Make ``prompt`` a kept prefix: already kept, read from disk, or evaluated now
+        (and written to disk for the next process). Which of the three it was."""
+        tokens = tuple(int(t) for t in prompt)
+        if tokens in self._prefixes:
+            self._prefixes.move_to_end(tokens)
+            return "memory"
+        data = self.files.load(tokens) if self.files else None
+        if data is not None:
+            self._keep(Snapshot(tokens, data))
+            return "disk"
+        self.resume(prompt)
+        self.llama.create_completion(prompt, max_tokens=1, temperature=0)
+        snap = self.keep_prefix()
+        if self.files and snap is not None and snap.tokens == tokens:
+            self.files.save(snap.tokens, snap.data)
+        return "evaluated"
 
     def resume(self, prompt: list[int], own: Snapshot | None = None) -> None:
         """Before evaluating ``prompt``: restore the kept state that saves the most work
