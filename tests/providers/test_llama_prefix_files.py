@@ -27,12 +27,14 @@ spec = parse_spec({"name": "pizza", "llm": {"temperature": 0, "max_tokens": 24},
 async def main():
     llm = build_llm(spec.llm, max_tool_calls_per_turn=1)
     context = LLMContext(messages=[{"role": "system", "content": spec.system_prompt}])
-    await llm.warm_up(context)
+    cached = await llm.warm_up(context, cached_only=True)  # as a team warms its members first
+    cached = llm.prefix_source if cached else None
+    ready = await llm.warm_up(context)
     context.add_message({"role": "user", "content": "When do you open?"})
     out = []
     async for chunk in await llm.get_chat_completions(context):
         out.extend(c.delta.content for c in chunk.choices if c.delta.content)
-    print(json.dumps({"source": llm.prefix_source, "answer": "".join(out)}))
+    print(json.dumps({"cached": cached, "ready": ready, "source": llm.prefix_source, "answer": "".join(out)}))
 
 asyncio.run(main())
 """
@@ -49,18 +51,21 @@ def _fresh_process(cache: str, **env_: str) -> dict[str, str]:
 def test_the_next_process_reads_the_prefix_back_and_answers_the_same(tmp_path: Path):
     first = _fresh_process(str(tmp_path))
     files = list((tmp_path / "llama-prefixes").glob("*.kv"))
-    assert first["source"] == "evaluated" and len(files) == 1 and first["answer"]
+    # Not cached yet: the cached-only warm-up evaluates nothing, the full one does.
+    assert first["cached"] is None and first["ready"] is True and first["source"] == "evaluated"
+    assert len(files) == 1 and first["answer"]
 
     second = _fresh_process(str(tmp_path))
-    assert second == {"source": "disk", "answer": first["answer"]}  # greedy: the same words
+    assert second == {"cached": "disk", "ready": True, "source": "memory",
+                      "answer": first["answer"]}  # greedy: the same words
 
     # One flipped byte in the state: not restored, evaluated again, written back whole.
     raw = bytearray(files[0].read_bytes())
     raw[-100] ^= 0xFF
     files[0].write_bytes(bytes(raw))
     third = _fresh_process(str(tmp_path))
-    assert third == {"source": "evaluated", "answer": first["answer"]}
-    assert files[0].read_bytes() != bytes(raw) and _fresh_process(str(tmp_path))["source"] == "disk"
+    assert third == {"cached": None, "ready": True, "source": "evaluated", "answer": first["answer"]}
+    assert files[0].read_bytes() != bytes(raw) and _fresh_process(str(tmp_path))["cached"] == "disk"
 
 
 @pytest.mark.models

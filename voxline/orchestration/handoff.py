@@ -260,17 +260,19 @@ class Team:
                 processor._checker = checker
 
     async def _on_started(self, *_args: Any) -> None:
-        # Every incoming agent's prompt prefix is evaluated while the call is quiet, one
-        # agent at a time and after the caller's first turn (a local model has one lock: a
-        # warm-up must not stand in front of the caller's turn), so a handoff costs only
-        # the conversation's tokens. The process keeps the prefixes: later calls of the
-        # same agents start warm (a handoff in the very first turn of a process is cold).
+        # Every incoming agent's prompt prefix is made ready, so a handoff costs only the
+        # conversation's tokens: at once where that is a read (kept by the process, or on
+        # disk from an earlier one), else evaluated while the call is quiet, one agent at a
+        # time and after the caller's first turn (a local model has one lock: a warm-up
+        # must not stand in front of the caller's turn). Only a handoff in the very first
+        # turn of the first process to run these prompts is cold.
         task = asyncio.ensure_future(self._warm_members())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _warm_members(self) -> None:
         log_ = self._session.log
+        cold = []
         for name, member in self.members.items():
             warm = getattr(member.llm, "warm_up", None)
             if name == self.entry or warm is None:
@@ -278,6 +280,12 @@ class Team:
             tools = self._tools_of(name)
             context = LLMContext(messages=list(member.preamble),
                                  tools=ToolsSchema(standard_tools=tools) if tools else NOT_GIVEN)
+            try:
+                if not await warm(context, cached_only=True):
+                    cold.append((name, warm, context))
+            except Exception as e:  # a cold prefix is slower, not wrong
+                log.warning("- warming up agent %s failed: %s", name, type(e).__name__)
+        for name, warm, context in cold:
             quiet_since = None
             while True:  # bounded by the call: the session cancels this task when it ends
                 now = asyncio.get_running_loop().time()

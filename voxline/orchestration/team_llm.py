@@ -43,10 +43,9 @@ class TeamLLM(ServiceSwitcher):
     def has_function(self, name: str) -> bool:
         return bool(self.active.has_function(name))
 
-    async def warm_up(self, context: LLMContext) -> None:
+    async def warm_up(self, context: LLMContext, **kwargs: Any) -> bool:
         warm = getattr(self.active, "warm_up", None)
-        if warm is not None:
-            await warm(context)
+        return bool(await warm(context, **kwargs)) if warm is not None else False
 
     async def run_inference(self, context: LLMContext, **kwargs: Any) -> str | None:
         return await self.active.run_inference(context, **kwargs)  # type: ignore[no-any-return]

@@ -137,11 +137,14 @@ class LLMFailover(FailoverService):
     def has_function(self, name: str) -> bool:
         return self.members[0].service.has_function(name)
 
-    async def warm_up(self, context: LLMContext) -> None:
+    async def warm_up(self, context: LLMContext, **kwargs: Any) -> bool:
+        """Warm every member that can be; whether all of those are ready."""
+        ready = True
         for m in self.members:
             warm = getattr(m.service, "warm_up", None)
             if warm is not None:
-                await warm(context)
+                ready = bool(await warm(context, **kwargs)) and ready
+        return ready
 
     async def run_inference(self, context: LLMContext, **kwargs: Any) -> str | None:
         """One out-of-pipeline answer (call summaries), from the first member that gives one."""

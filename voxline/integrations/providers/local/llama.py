@@ -109,18 +109,21 @@ class LlamaCppLLMService(OpenAILLMService):
             self._model = shared.llama(self._model_path, n_ctx=self._n_ctx, n_threads=self._n_threads)
         return self._model
 
-    async def warm_up(self, context: LLMContext) -> None:
-        """Evaluate the system prompt and tools now, so the first answer is fast."""
+    async def warm_up(self, context: LLMContext, *, cached_only: bool = False) -> bool:
+        """Evaluate the system prompt and tools now, so the first answer is fast; with
+        ``cached_only``, only when that is a read (kept or on disk). Whether it is ready."""
         messages, tools = await self._messages_and_tools(context)
         self._preamble = len(messages)
         prompt = render_prompt(messages, tools)
         model = await asyncio.to_thread(self._loaded)
 
-        def run() -> str:
-            with model.lock:
-                return model.warm(model.tokens(prompt))  # the next call of this agent starts from here
+        def run() -> str | None:
+            with model.lock:  # the next call of this agent starts from here
+                return model.warm(model.tokens(prompt), cached_only=cached_only)
 
-        self.prefix_source = await asyncio.to_thread(run)
+        source = await asyncio.to_thread(run)
+        self.prefix_source = source or self.prefix_source
+        return source is not None
 
     async def summarize(self, prompt: str, max_tokens: int = 300) -> str:
         """One answer to ``prompt`` out of the call's pipeline, as a JSON object (call summaries)."""

@@ -82,9 +82,10 @@ class LoadedLlama:
         while len(self._prefixes) > KEPT_PREFIXES:
             self._prefixes.popitem(last=False)
 
-    def warm(self, prompt: list[int]) -> str:
+    def warm(self, prompt: list[int], *, cached_only: bool = False) -> str | None:
         """Make ``prompt`` a kept prefix: already kept, read from disk, or evaluated now
-        (and written to disk for the next process). Which of the three it was."""
+        (and written to disk for the next process). Which of the three it was; None when
+        ``cached_only`` and it would have to be evaluated."""
         tokens = tuple(int(t) for t in prompt)
         if tokens in self._prefixes:
             self._prefixes.move_to_end(tokens)
@@ -93,6 +94,8 @@ class LoadedLlama:
         if data is not None:
             self._keep(Snapshot(tokens, data))
             return "disk"
+        if cached_only:
+            return None
         self.resume(prompt)
         self.llama.create_completion(prompt, max_tokens=1, temperature=0)
         snap = self.keep_prefix()
