@@ -108,3 +108,51 @@ def test_the_folder_is_pruned_oldest_first(tmp_path: Path, monkeypatch: pytest.M
     files.save((9,), bytes(1000))
     kept = {p.name for p in tmp_path.glob("*.kv")}
     assert kept == {files._path((9,)).name, files._path((3,)).name}
+
+
+SHARED = r"""
+import asyncio, json
+from pipecat.processors.aggregators.llm_context import LLMContext
+from voxline.integrations.providers.registry import build_llm
+from voxline.pipelines.builder import preamble_messages
+from voxline.spec import parse_spec
+
+spec = parse_spec({"name": "pizza", "llm": {"temperature": 0, "max_tokens": 24},
+                   "prompt": "You answer the phone for Luigi's Trattoria. Answer in one short sentence.",
+                   "examples": [{"caller": "Do you have pizza?", "say": "Yes, we bake pizza every night."}]})
+
+async def main():
+    out = {}
+    for caller, memory, question in (
+            ("anna", "What you know about this caller: Anna always asks for the window table.",
+             "Which table do I usually ask for?"),
+            ("bob", "What you know about this caller: Bob is allergic to nuts.", "What am I allergic to?")):
+        llm = build_llm(spec.llm, max_tool_calls_per_turn=1)
+        messages = preamble_messages(spec.system_prompt, spec, [memory], llm)
+        roles = [m["role"] for m in messages]
+        context = LLMContext(messages=messages)
+        await llm.warm_up(context)
+        context.add_message({"role": "user", "content": question})
+        said = []
+        async for chunk in await llm.get_chat_completions(context):
+            said.extend(c.delta.content for c in chunk.choices if c.delta.content)
+        out[caller] = {"source": llm.prefix_source, "roles": roles,
+                       "answer": "".join(said)}
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.models
+def test_callers_with_their_own_memories_share_the_agents_prefix(tmp_path: Path):
+    env = {**os.environ, "VOXLINE_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", SHARED], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    # The caller's memory comes after the agent's examples, as a system message of its own.
+    assert out["anna"]["roles"] == ["system", "user", "assistant", "system"]
+    assert out["anna"]["source"] == "evaluated" and out["bob"]["source"] == "memory"
+    assert len(list((tmp_path / "llama-prefixes").glob("*.kv"))) == 1  # one prefix for both callers
+    # Each still knows their own caller.
+    assert "window" in out["anna"]["answer"].lower() and "nut" in out["bob"]["answer"].lower(), out

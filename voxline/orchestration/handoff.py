@@ -185,7 +185,7 @@ class Team:
         """Register each agent's tools and handoff choices on its own LLM, and advertise
         the entry agent's handoff choices."""
         from voxline.orchestration.languages import language_note
-        from voxline.pipelines.builder import example_messages, register_tools
+        from voxline.pipelines.builder import preamble_messages, register_tools
 
         self._session, self._extra_context = session, list(extra_context)
         log_: CallLog = session.log
@@ -206,8 +206,8 @@ class Team:
                                              cancel_on_interruption=True)
                 member.schema.append(handoff_schema(handoff))
             system = "\n\n".join([spec.system_prompt, *([HANDOVER_NOTE] if spec.name != entry_agent else []),
-                                  *language_note(spec, self.members[spec.name].spec), *self._extra_context])
-            member.preamble = [{"role": "system", "content": system}, *example_messages(spec)]
+                                  *language_note(spec, self.members[spec.name].spec)])
+            member.preamble = preamble_messages(system, spec, self._extra_context, member.llm)
         self._preamble_len = len(session.context.get_messages())
         self._advertise(self.entry)
         self._reground(self.entry)

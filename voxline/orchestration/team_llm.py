@@ -43,6 +43,10 @@ class TeamLLM(ServiceSwitcher):
     def has_function(self, name: str) -> bool:
         return bool(self.active.has_function(name))
 
+    @property
+    def keeps_prefixes(self) -> bool:
+        return bool(getattr(self.active, "keeps_prefixes", False))
+
     async def warm_up(self, context: LLMContext, **kwargs: Any) -> bool:
         warm = getattr(self.active, "warm_up", None)
         return bool(await warm(context, **kwargs)) if warm is not None else False

@@ -11,6 +11,7 @@ integrator's own processors go, and the agent's tools with guardrails:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +158,18 @@ def example_messages(spec: AgentSpec) -> list[dict[str, Any]]:
     return messages
 
 
+def preamble_messages(system: str, spec: AgentSpec, extra_context: Iterable[str], llm: Any) -> list[dict[str, Any]]:
+    """The system prompt and examples before the call's first turn, with this call's own
+    context (caller memory, a task) in the system prompt; or, for an LLM that keeps
+    evaluated prefixes (the local model), after the examples, so every call of the agent
+    shares the prefix and only this call's context is evaluated for it."""
+    extra = [e for e in extra_context if e]
+    if extra and getattr(llm, "keeps_prefixes", False):
+        return [{"role": "system", "content": system}, *example_messages(spec),
+                {"role": "system", "content": "\n\n".join(extra)}]
+    return [{"role": "system", "content": "\n\n".join([system, *extra])}, *example_messages(spec)]
+
+
 def build_pipeline(
     spec: AgentSpec,
     transport: BaseTransport,
@@ -167,11 +180,8 @@ def build_pipeline(
     extra_context: list[str] = (),  # type: ignore[assignment]
 ) -> tuple[Pipeline, LLMContextAggregatorPair]:
     ext = extensions or Extensions()
-    system = "\n\n".join([spec.system_prompt, *extra_context])
-    context = LLMContext(
-        messages=[{"role": "system", "content": system}, *example_messages(spec)],
-        tools=register_tools(spec, services.llm, log),
-    )
+    context = LLMContext(messages=preamble_messages(spec.system_prompt, spec, extra_context, services.llm),
+                         tools=register_tools(spec, services.llm, log))
     aggregators = LLMContextAggregatorPair(
         context,
         user_params=LLMUserAggregatorParams(

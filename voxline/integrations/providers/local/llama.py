@@ -71,6 +71,8 @@ def _number(value: Any, default: float) -> Any:
 class LlamaCppLLMService(OpenAILLMService):
     """A Pipecat LLM service that runs a GGUF model in this process."""
 
+    keeps_prefixes = True  # a call's own context goes after the agent's shared prefix
+
     def __init__(
         self,
         *,
@@ -114,7 +116,10 @@ class LlamaCppLLMService(OpenAILLMService):
         ``cached_only``, only when that is a read (kept or on disk). Whether it is ready."""
         messages, tools = await self._messages_and_tools(context)
         self._preamble = len(messages)
-        prompt = render_prompt(messages, tools)
+        shared_ = len(messages)  # the agent's part: without this call's own context at the end
+        while shared_ > 1 and messages[shared_ - 1]["role"] == "system":
+            shared_ -= 1
+        prompt = render_prompt(messages[:shared_], tools)
         model = await asyncio.to_thread(self._loaded)
 
         def run() -> str | None:

@@ -87,16 +87,20 @@ def _render_speech(text: str) -> str:
 
 
 def render_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
-    """Render OpenAI-style messages as a ChatML prompt ending where the decision starts."""
-    system = "\n\n".join(
-        str(m["content"]) for m in messages if m["role"] in ("system", "developer")
-    )
+    """Render OpenAI-style messages as a ChatML prompt ending where the decision starts.
+
+    The first system message and the tools open the prompt; a system message further on
+    (a call's own context after the agent's examples, a handoff's summary) stays where it
+    is, so the prompt up to it is the same for every call of the agent."""
+    lead = 1 if messages and messages[0]["role"] in ("system", "developer") else 0
+    system = "\n\n".join(str(m["content"]) for m in messages[:lead])
     specs = "\n".join(json.dumps(f) for f in [_NONE_TOOL, *(t["function"] for t in tools)])
     system = f"{system}\n\n{_TOOLS_PREAMBLE.format(tools=specs)}"
     parts = [f"{START}system\n{system}{END}\n"]
-    for m in messages:
+    for m in messages[lead:]:
         role, content = m["role"], _text(m.get("content"))
         if role in ("system", "developer"):
+            parts.append(f"{START}system\n{content}{END}\n")
             continue
         if role == "assistant":
             calls = m.get("tool_calls") or []
