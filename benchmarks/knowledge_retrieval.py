@@ -5,10 +5,14 @@
 Loads N chunks into the real `knowledge_chunks` table (schema and HNSW index from the
 shipped migrations; the index is dropped for the load and rebuilt from its own
 definition) for T tenants whose sizes follow a Zipf law (a few large tenants, many small
-ones), then runs held-out queries per tenant-size bucket through `KnowledgeStore.search`
--- the product's search, with its default ef_search and iterative index scan -- and, in
-the same run and interleaved query by query, the same searches with
-`iterative_scan="off"` (plain HNSW, tenant filter applied afterwards) as the baseline.
+ones), then settles every tenant's access path as `voxline kb build` does
+(`KnowledgeStore.settle_access_path`: a partial HNSW index of its own above
+`access.EXACT_MAX_ROWS` rows, none below; the builds are timed) and runs held-out
+queries per tenant-size bucket through `KnowledgeStore.search` with the product's
+defaults (the access path picked per tenant). In the same run, query by query, the
+baseline is the previous shipped path: `path="global"` (the table-wide HNSW index with
+the iterative scan), and `path="global", iterative_scan="off"` (plain HNSW, tenant
+filter applied afterwards) a second reference. The variants take turns going first.
 Recall@5 is against exact search over the tenant's rows in numpy.
 
 Vectors are synthetic: clustered 384-d unit vectors (memory_retrieval.make_data's
@@ -20,12 +24,6 @@ the table -- the case that starves a post-filtered scan. A tenant's queries come
 the same mixture as its rows. Starts its own embedded Postgres when DATABASE_URL is
 unset (a DATABASE_URL must be a throwaway database: the run empties `knowledge_chunks`
 and drops indexes). Prints one JSON object.
-
-Passes over the same queries: `as_shipped` (the migrations' indexes; the planner, per
-tenant, reads a small tenant's rows through the tenant btree index and sorts them
-exactly), `tenant_partial_indexes` (plus a partial HNSW index per medium and small
-tenant) and `hnsw_only` (tenant btree indexes dropped and sequential scans off, so
-every tenant's search is an HNSW scan, as it is for the tenants large enough to get one).
 """
 
 from __future__ import annotations
@@ -58,6 +56,7 @@ from memory_retrieval import (  # noqa: E402
     unit_centres,
 )
 
+from voxline.knowledge import access  # noqa: E402
 from voxline.knowledge.store import KnowledgeStore  # noqa: E402
 
 COLLECTION = "kb"
@@ -153,61 +152,118 @@ async def load(conn: Any, args: argparse.Namespace, data: np.ndarray, starts: np
     return {"load_s": round(load_s, 1), "index_build_s": round(index_s, 1), "index": create_sql}
 
 
-async def plan_of(store: Any, seen: dict[str, Any], variant: dict[str, Any]) -> str:
-    """Which index the planner took for the statement the store last sent (EXPLAIN of it)."""
+VARIANTS: dict[str, dict[str, Any]] = {
+    "product": {},  # the shipped defaults: access path chosen per tenant
+    "baseline": {"path": "global"},  # the previous shipped path: table-wide HNSW, iterative scan
+    "global_iterative_off": {"path": "global", "iterative_scan": "off"},
+}
+
+
+def index_kind(name: str) -> str:
+    return "tenant_index" if name.startswith(PARTIAL) else name
+
+
+async def plan_of(store: Any, seen: dict[str, Any], path: str) -> str:
+    """Which index the planner took for the statement the store last sent (EXPLAIN of it,
+    under the settings of the access path it was sent with)."""
     async with store.engine.begin() as conn:
-        await conn.exec_driver_sql(f"SET LOCAL hnsw.iterative_scan = {variant.get('iterative_scan', 'relaxed_order')}")
-        await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")  # as the store does
+        for statement in access.settings(path, ef_search=None, max_scan_tuples=20000,  # type: ignore[arg-type]
+                                         iterative_scan="relaxed_order"):
+            await conn.exec_driver_sql(statement)
         rows = await conn.exec_driver_sql("EXPLAIN " + seen["sql"], seen["params"])
         text = "\n".join(r[0] for r in rows)
     if PARTIAL in text:
         return "tenant partial hnsw"
     if INDEX in text:
-        return "hnsw"
+        return "global hnsw"
     return "ix_knowledge_scope" if "ix_knowledge_scope" in text else "other"
 
 
-async def search_all(args: argparse.Namespace, url: str, corpus: dict[str, Any]) -> dict[str, Any]:
+async def settle(kb: KnowledgeStore, tenants: int) -> dict[str, Any]:
+    """settle_access_path for every tenant, as `voxline kb build` does after a build."""
+    t0 = time.perf_counter()
+    results = []
+    for t in range(tenants):
+        results.append(await kb.settle_access_path(tenant_name(t)))
+        if results[-1].get("index_built"):
+            progress(f"{tenant_name(t)}: {results[-1]['rows']} rows, index in {results[-1]['index_build_s']:.0f}s")
+    total = time.perf_counter() - t0
+    built = [r for r in results if r.get("index_built")]
+    progress(f"access paths settled in {total:.0f}s ({len(built)} tenant indexes built)")
+    return {
+        "settle_s": round(total, 1),
+        "tenant_indexes_built": len(built),
+        "tenant_index_build_s": round(sum(r["index_build_s"] for r in built), 1),
+        "largest_tenant_index_build_s": round(max((r["index_build_s"] for r in built), default=0.0), 1),
+        "tenant_index_rows_min": min((r["rows"] for r in built), default=None),
+    }
+
+
+async def sizes_mb(conn: Any) -> dict[str, Any]:
+    rows = await conn.fetch("SELECT indexrelname, pg_relation_size(indexrelid) AS b FROM pg_stat_user_indexes "
+                            "WHERE relname = 'knowledge_chunks'")
+    by = {r[0]: r[1] for r in rows}
+    mb = 1024 * 1024
+    return {
+        "table_mb": round(await conn.fetchval("SELECT pg_relation_size('knowledge_chunks')") / mb),
+        "global_index_mb": round(by.get(INDEX, 0) / mb),
+        "tenant_indexes_mb": round(sum(b for k, b in by.items() if k.startswith(PARTIAL)) / mb),
+        "shared_buffers": await conn.fetchval("SHOW shared_buffers"),
+    }
+
+
+async def search_all(args: argparse.Namespace, url: str, corpus: dict[str, Any], conn: Any) -> dict[str, Any]:
     import sqlalchemy as sa
 
     from voxline.memory import open_store
 
     defaults = {k: p.default for k, p in inspect.signature(KnowledgeStore.search).parameters.items()
-                if k in ("ef_search", "max_scan_tuples", "iterative_scan")}
-    variants: dict[str, dict[str, Any]] = {"product": {}, "baseline": {"iterative_scan": "off"}}
-    for extra in args.extra:
-        ef, mst = (int(x) for x in extra.split(":"))
-        variants[f"iterative ef_search={ef} max_scan_tuples={mst}"] = {"ef_search": ef, "max_scan_tuples": mst}
+                if k in ("ef_search", "max_scan_tuples", "iterative_scan", "path")}
     store = await open_store(url)
     kb = KnowledgeStore(store)
     seen: dict[str, Any] = {}
 
     @sa.event.listens_for(store.engine.sync_engine, "before_cursor_execute")
-    def _keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        if "FROM knowledge_chunks" in statement and not statement.startswith("EXPLAIN"):
+    def _keep(c: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if "FROM knowledge_chunks" in statement and "SELECT count(*)" not in statement \
+                and not statement.startswith("EXPLAIN"):
             seen["sql"], seen["params"] = statement, tuple(parameters)
 
     qs, truth = corpus["queries"], corpus["truth"]
+    names = list(VARIANTS)
     try:
+        settled = await settle(kb, args.tenants)
+        settled.update(await sizes_mb(conn))
+        parts = [r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE indexname LIKE $1",
+                                                PARTIAL + "%")]
+        await prewarm(conn, "knowledge_chunks", *parts)  # the tenant indexes were read last
+        before = await index_scans(conn)
         for _, t, q in qs[:: max(1, len(qs) // 30)]:  # warm-up: connections, caches
-            for v in variants.values():
+            for v in VARIANTS.values():
                 await kb.search(tenant_name(t), COLLECTION, q, k=5, **v)
-        lat: dict[str, list[float]] = {name: [] for name in variants}
-        found: dict[str, list[list[int]]] = {name: [] for name in variants}
-        for _, t, q in qs:  # interleaved: each query through every variant in turn
-            for name, v in variants.items():
+        lat: dict[str, list[float]] = {name: [0.0] * len(qs) for name in names}
+        found: dict[str, list[list[int]]] = {name: [[]] * len(qs) for name in names}
+        for i, (_, t, q) in enumerate(qs):  # interleaved; the variant that goes first rotates
+            for name in names[i % 3:] + names[: i % 3]:
                 t0 = time.perf_counter()
-                hits = await kb.search(tenant_name(t), COLLECTION, q, k=5, **v)
-                lat[name].append((time.perf_counter() - t0) * 1000)
-                found[name].append([h.index for h in hits])
-        plans: dict[str, dict[str, dict[str, int]]] = {name: {b: {} for b in BUCKETS} for name in variants}
+                hits = await kb.search(tenant_name(t), COLLECTION, q, k=5, **VARIANTS[name])
+                lat[name][i] = (time.perf_counter() - t0) * 1000
+                found[name][i] = [h.index for h in hits]
+        paths: dict[str, dict[str, int]] = {b: {} for b in BUCKETS}
+        plans: dict[str, dict[str, int]] = {b: {} for b in BUCKETS}
         for b, t, q in {(b, t): (b, t, q) for b, t, q in qs}.values():  # one query per tenant
-            for name, v in variants.items():
-                await kb.search(tenant_name(t), COLLECTION, q, k=5, **v)
-                p = await plan_of(store, seen, v)
-                plans[name][b][p] = plans[name][b].get(p, 0) + 1
+            async with store.engine.begin() as c:
+                path = await access.choose(c, kb._key, tenant_name(t), COLLECTION)
+            paths[b][path] = paths[b].get(path, 0) + 1
+            await kb.search(tenant_name(t), COLLECTION, q, k=5)
+            p = await plan_of(store, seen, path)
+            plans[b][p] = plans[b].get(p, 0) + 1
     finally:
         await store.close()
+    after = await index_scans(conn)
+    scans: dict[str, int] = {}
+    for k, v in after.items():
+        scans[index_kind(k)] = scans.get(index_kind(k), 0) + v - before.get(k, 0)
 
     def summary(name: str, sel: list[int]) -> dict[str, Any]:
         return {
@@ -219,62 +275,29 @@ async def search_all(args: argparse.Namespace, url: str, corpus: dict[str, Any])
 
     groups = {b: [i for i, (qb, _, _) in enumerate(qs) if qb == b] for b in BUCKETS}
     groups["overall"] = list(range(len(qs)))
-    out: dict[str, Any] = {}
-    for name, v in variants.items():
-        out[name] = {"settings": {**defaults, **v}, "plans_per_tenant": plans[name]}
+    out: dict[str, Any] = {"settle": settled, "paths_per_tenant": paths, "plans_per_tenant": plans}
+    for name, v in VARIANTS.items():
+        out[name] = {"settings": {**defaults, **v}}
         out[name].update({g: summary(name, sel) for g, sel in groups.items()})
+
+    def ratio(a: float, b: float) -> float | None:
+        return round(a / b, 3) if b else None
+
     out["product_vs_baseline"] = {
-        g: {
-            "recall_ratio": round(out["product"][g]["recall_at_5"] / out["baseline"][g]["recall_at_5"], 3)
-            if out["baseline"][g]["recall_at_5"] else None,
-            "p50_ratio": round(out["product"][g]["p50_ms"] / out["baseline"][g]["p50_ms"], 3),
-            "p95_ratio": round(out["product"][g]["p95_ms"] / out["baseline"][g]["p95_ms"], 3),
-        }
+        g: {"recall_ratio": ratio(out["product"][g]["recall_at_5"], out["baseline"][g]["recall_at_5"]),
+            "p50_ratio": ratio(out["product"][g]["p50_ms"], out["baseline"][g]["p50_ms"]),
+            "p95_ratio": ratio(out["product"][g]["p95_ms"], out["baseline"][g]["p95_ms"])}
         for g in groups
     }
+    out["index_scans"] = scans
     return out
 
 
-async def search_pass(conn: Any, args: argparse.Namespace, url: str, corpus: dict[str, Any]) -> dict[str, Any]:
-    """search_all, plus the index scans the server counted for it (all variants together)."""
-
-    async def scans() -> dict[str, int]:
-        await asyncio.sleep(1.5)  # the store's connections are closed: their counts are in
-        rows = await conn.fetch("SELECT indexrelname, idx_scan FROM pg_stat_user_indexes "
-                                "WHERE relname = 'knowledge_chunks'")
-        return {r[0]: r[1] for r in rows}
-
-    before = await scans()
-    out = await search_all(args, url, corpus)
-    after = await scans()
-    out["index_scans"] = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
-    return out
-
-
-async def partial_indexes(conn: Any, create_sql: str, tenants: list[int]) -> float:
-    # Serial builds in little memory: a parallel build sets up maintenance_work_mem of
-    # shared memory first, which costs more than a small tenant's whole index.
-    await conn.execute("SET max_parallel_maintenance_workers = 0")
-    await conn.execute("SET maintenance_work_mem = '512MB'")
-    t0 = time.perf_counter()
-    for t in tenants:
-        name = tenant_name(t)
-        await conn.execute(create_sql.replace(INDEX, f"{PARTIAL}{name}") + f" WHERE tenant_id = '{name}'")
-    await conn.execute("ANALYZE knowledge_chunks")
-    return round(time.perf_counter() - t0, 1)
-
-
-async def hnsw_only(conn: Any) -> None:
-    """Leave the planner no way to the tenant's rows but the HNSW index (as for a large tenant)."""
-    for name in await conn.fetch("SELECT indexname FROM pg_indexes WHERE indexname LIKE $1", PARTIAL + "%"):
-        await conn.execute(f"DROP INDEX {name[0]}")
-    await conn.execute("DROP INDEX ix_knowledge_scope")
-    for name in await conn.fetch(
-        "SELECT conname FROM pg_constraint WHERE conrelid = 'knowledge_chunks'::regclass AND contype = 'u'"
-    ):
-        await conn.execute(f'ALTER TABLE knowledge_chunks DROP CONSTRAINT "{name[0]}"')
-    await conn.execute(f'ALTER DATABASE "{await conn.fetchval("SELECT current_database()")}" SET enable_seqscan = off')
-    await conn.execute("ANALYZE knowledge_chunks")
+async def index_scans(conn: Any) -> dict[str, int]:
+    await asyncio.sleep(1.5)  # closed connections' counts are in after a moment
+    rows = await conn.fetch("SELECT indexrelname, idx_scan FROM pg_stat_user_indexes "
+                            "WHERE relname = 'knowledge_chunks'")
+    return {r[0]: r[1] for r in rows}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -289,18 +312,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
             built = await load(conn, args, corpus["data"], corpus["starts"])
-            before_queries = uptime()
-            progress("searching with the shipped indexes")
-            shipped = await search_pass(conn, args, url, corpus)
-            partial: dict[str, Any] = {}
-            if args.partial_indexes:
-                small = [t for t in range(args.tenants) if bucket_of(t, args.tenants) != "large"]
-                partial["build_s"] = await partial_indexes(conn, built["index"], small)
-                progress(f"{len(small)} per-tenant partial indexes built in {partial['build_s']:.0f}s")
-                partial.update(await search_pass(conn, args, url, corpus))
-            await hnsw_only(conn)
-            progress("searching with the HNSW index alone")
-            forced = await search_pass(conn, args, url, corpus)
+            before_settle = uptime()
+            progress("settling access paths, then searching")
+            result = await search_all(args, url, corpus, conn)
         finally:
             await conn.close()
     return {
@@ -313,14 +327,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "data": "synthetic clustered 384-d unit vectors",
         "own_topics": args.own_topics,
         "queries": len(corpus["queries"]),
-        "search": "KnowledgeStore.search(k=5), product defaults; baseline iterative_scan=off",
+        "exact_max_rows": access.EXACT_MAX_ROWS,
+        "search": "KnowledgeStore.search(k=5): product = defaults (path per tenant); "
+                  "baseline = path='global' (iterative scan); global_iterative_off = path='global', "
+                  "iterative_scan='off'",
         "buckets": corpus["buckets"],
         "datagen_s": round(gen_s, 1),
         **built,
-        "uptime": {"start": started, "before_queries": before_queries, "end": uptime()},
-        "as_shipped": shipped,
-        "tenant_partial_indexes": {"how": "also a partial HNSW index per medium and small tenant", **partial},
-        "hnsw_only": {"how": "tenant btree indexes dropped, enable_seqscan off", **forced},
+        "uptime": {"start": started, "before_settle": before_settle, "end": uptime()},
+        **result,
     }
 
 
@@ -329,8 +344,6 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--tenants", type=int, default=100)
     ap.add_argument("--zipf", type=float, default=1.1, help="tenant size ~ 1/rank^zipf")
-    ap.add_argument("--partial-indexes", action=argparse.BooleanOptionalAction, default=True,
-                    help="a pass with a partial HNSW index per medium and small tenant")
     ap.add_argument("--own-topics", type=float, default=0.5,
                     help="share of a tenant's rows drawn from clusters of its own")
     ap.add_argument("--queries-per-bucket", type=int, default=100)
@@ -338,12 +351,6 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--maintenance-work-mem", default="8GB")
     ap.add_argument("--parallel-workers", type=int, default=2)
-    ap.add_argument(
-        "--extra",
-        type=lambda s: [x for x in s.split(",") if x],
-        default=["200:20000", "100:100000"],
-        help="more iterative-scan settings to run beside the product's: EF_SEARCH:MAX_SCAN_TUPLES,...",
-    )
     print(json.dumps(asyncio.run(run(ap.parse_args()))))
 
 
