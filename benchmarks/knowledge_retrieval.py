@@ -179,8 +179,15 @@ async def plan_of(store: Any, seen: dict[str, Any], path: str) -> str:
     return "ix_knowledge_scope" if "ix_knowledge_scope" in text else "other"
 
 
-async def settle(kb: KnowledgeStore, tenants: int) -> dict[str, Any]:
-    """settle_access_path for every tenant, as `voxline kb build` does after a build."""
+async def settle(url: str, tenants: int) -> dict[str, Any]:
+    """settle_access_path for every tenant, as `voxline kb build` does after a build --
+    on an engine without the driver's 30 s command timeout, which a large tenant's index
+    build outlasts (with it, `kb build` fails there with a TimeoutError)."""
+    from voxline.memory.db import create_engine, resolve_url
+    from voxline.memory.store import Store
+
+    store = Store(create_engine(resolve_url(url), connect_args={"timeout": 5, "command_timeout": None}))
+    kb = KnowledgeStore(store)
     t0 = time.perf_counter()
     results = []
     for t in range(tenants):
@@ -188,6 +195,7 @@ async def settle(kb: KnowledgeStore, tenants: int) -> dict[str, Any]:
         if results[-1].get("index_built"):
             progress(f"{tenant_name(t)}: {results[-1]['rows']} rows, index in {results[-1]['index_build_s']:.0f}s")
     total = time.perf_counter() - t0
+    await store.close()
     built = [r for r in results if r.get("index_built")]
     progress(f"access paths settled in {total:.0f}s ({len(built)} tenant indexes built)")
     return {
@@ -232,7 +240,7 @@ async def search_all(args: argparse.Namespace, url: str, corpus: dict[str, Any],
     qs, truth = corpus["queries"], corpus["truth"]
     names = list(VARIANTS)
     try:
-        settled = await settle(kb, args.tenants)
+        settled = await settle(url, args.tenants)
         settled.update(await sizes_mb(conn))
         parts = [r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE indexname LIKE $1",
                                                 PARTIAL + "%")]
