@@ -144,3 +144,33 @@ def test_kb_build_cli_gives_a_large_tenant_its_index(postgres_url, tmp_path, mon
                                            postgres_url]).output)
     assert again["index_rebuilt"] is True and again["index_built"] is True and again["access_path"] == "tenant_index"
     assert name in asyncio.run(check())
+
+
+async def test_a_tenant_index_build_is_not_cut_by_the_command_timeout(postgres_url):
+    """Every other statement has the driver's command timeout; a large tenant's index build
+    takes minutes, so it has its own (here: an engine whose timeout is far shorter than the build)."""
+    import sqlalchemy as sa
+
+    from voxline.memory.db import create_engine
+
+    tenant = f"slow-{uuid.uuid4().hex[:8]}"
+    store = await open_store(postgres_url)
+    short = create_engine(postgres_url, connect_args={"timeout": 5, "command_timeout": 0.2})
+    try:
+        rows = _unit(np.random.default_rng(5), 4000)
+        await KnowledgeStore(store).replace_source(tenant, "kb", "doc", "x",
+                                                   [Chunk("doc", i, f"{i}") for i in range(len(rows))], rows)
+        async with short.connect() as conn:  # the short timeout is in force on this engine
+            with pytest.raises(Exception) as timed_out:
+                await conn.exec_driver_sql("SELECT pg_sleep(1)")
+            assert "Timeout" in type(timed_out.value).__name__
+        seconds = await access.create_index(short, tenant, len(rows))
+        assert seconds is not None and seconds > 0.2  # it outlasted the command timeout, and finished
+        async with store.engine.connect() as conn:
+            assert (await conn.execute(sa.text("SELECT count(*) FROM pg_indexes WHERE indexname = :n"),
+                                       {"n": access.index_name(tenant)})).scalar_one() == 1
+        assert await access.create_index(short, tenant, len(rows)) is None  # valid: not built again
+    finally:
+        await access.drop_index(store.engine, tenant)
+        await short.dispose()
+        await store.close()
