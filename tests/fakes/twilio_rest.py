@@ -36,13 +36,13 @@ class FakeCall:
 
 
 class FakeTwilioRest:
-    def __init__(self, account_sid: str, auth_token: str) -> None:
+    def __init__(self, account_sid: str, auth_token: str, *, first_id: int = 1) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.calls: dict[str, FakeCall] = {}
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
         self._fail: list[int] = []  # statuses to answer with before behaving
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(first_id)  # CallSids CA<first_id, zero-padded>, CA<first_id + 1>, ...
         # Called with (call_sid, params) as each update arrives: lets a test snapshot
         # what the caller had heard at the moment of a hang-up or transfer.
         self.on_update: Callable[[str, dict[str, str]], None] | None = None

@@ -48,35 +48,37 @@ HUMANS = {"humans": {"targets": {"manager": {"number": PERSON, "mode": "warm", "
 
 
 def _app(agents: Path, rest_base: str, database_url: str, redis_url: str, prefix: str, owner: str,
-         script: AgentScript | None = None):
+         script: AgentScript | None = None, services=None):
     rest = TwilioRestClient(ACCOUNT, TOKEN, base_url=rest_base, retry=RetryOptions(attempts=2, base_delay_secs=0.01))
     config = TwilioConfig(account_sid=ACCOUNT, auth_token=TOKEN, api_base_url=rest_base)
     return create_app(agents, twilio=config, api_key="k", rest=rest, database_url=database_url,
-                      services=fake_services(script) if script else None, remember=False,
+                      services=services or (fake_services(script) if script else None), remember=False,
                       live=RedisLiveState(redis_url, prefix=prefix), owner=owner)
 
 
-async def _worker_b(*args: str) -> None:
+async def _worker_b(*args: str, services=None) -> None:
     """Worker B (``python -m tests.orchestration.test_handoff_workers ...``): serves until stdin closes."""
-    async with serve(_app(Path(args[0]), *args[1:])) as base:
+    async with serve(_app(Path(args[0]), *args[1:], services=services)) as base:
         print(base, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
 @contextlib.asynccontextmanager
 async def two_workers(tmp_path: Path, postgres_url: str, redis_url: str, script: AgentScript,
-                      spec: dict | None = None) -> AsyncIterator[tuple[list[str], FakeTwilioRest, list]]:
-    """Worker A here (its app in the list), worker B in a child process; their base URLs."""
+                      spec: dict | None = None, child: str = "tests.orchestration.test_handoff_workers",
+                      ) -> AsyncIterator[tuple[list[str], FakeTwilioRest, list]]:
+    """Worker A here (its app in the list), worker B in a child process (``python -m child``
+    with the arguments of :func:`_worker_b`); their base URLs."""
     agents = tmp_path / "agents"
     (agents / "restaurant").mkdir(parents=True)
     (agents / "restaurant" / "agent.yaml").write_text(yaml.safe_dump({**agent_yaml(script), **(spec or {})}))
     (agents / "routes.yaml").write_text(yaml.safe_dump({"numbers": {"+15550001111": "restaurant"}}))
     prefix = f"voxline-test-{uuid.uuid4().hex[:8]}:"  # this test's own keys in the shared Redis
-    fake = FakeTwilioRest(ACCOUNT, TOKEN)
+    fake = FakeTwilioRest(ACCOUNT, TOKEN, first_id=uuid.uuid4().int % 10**12)  # own CallSids in the shared Postgres
     async with serve(fake.app) as rest_base:
         app = _app(agents, rest_base, postgres_url, redis_url, prefix, f"test-a-{uuid.uuid4().hex[:6]}", script)
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.orchestration.test_handoff_workers", str(agents), rest_base,
+            sys.executable, "-m", child, str(agents), rest_base,
             postgres_url, redis_url, prefix, f"test-b-{uuid.uuid4().hex[:6]}",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[2])
         try:

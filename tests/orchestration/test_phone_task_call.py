@@ -52,6 +52,19 @@ def _services(spec, sample_rate: int = RATE) -> Services:
     return Services(stt=ScriptedSTT(list(RESTAURANT)), llm=Booker(_reply), tts=SpeechTTS())
 
 
+async def restaurant_answers(url: str, params: dict, sid: str) -> FakeTwilioCall:
+    """The restaurant on the task call's stream: its two lines, the booker's ask between them."""
+    call = FakeTwilioCall(url, call_sid=sid, account_sid=ACCOUNT, parameters=params)
+    await call.connect()
+    await asyncio.sleep(0.5)
+    call.say(speech(RESTAURANT[0]) + silence(0.3))
+    await call.wait_said()
+    await call.wait_answered(time.monotonic())  # the booker asks for the table
+    call.say(speech(RESTAURANT[1]) + silence(0.3))
+    await call.wait_said()
+    return call
+
+
 async def test_a_task_call_over_twilio_reports_its_outcome(tmp_path):
     _write(tmp_path / "agents")
     fake = FakeTwilioRest(ACCOUNT, TOKEN)
@@ -72,14 +85,7 @@ async def test_a_task_call_over_twilio_reports_its_outcome(tmp_path):
             [sid] = list(fake.calls)
             response = await fake.answer(sid)  # the restaurant picks up
             url, params = stream_of(response.text)
-            call = FakeTwilioCall(url, call_sid=sid, account_sid=ACCOUNT, parameters=params)
-            await call.connect()
-            await asyncio.sleep(0.5)
-            call.say(speech(RESTAURANT[0]) + silence(0.3))
-            await call.wait_said()
-            await call.wait_answered(time.monotonic())  # the booker asks for the table
-            call.say(speech(RESTAURANT[1]) + silence(0.3))
-            await call.wait_said()
+            call = await restaurant_answers(url, params, sid)
             outcome = await asyncio.wait_for(dial, 60)
             await call.close()
             record = await host.records.wait_closed(sid, 10)

@@ -37,6 +37,10 @@ class LiveState(Protocol):
         """Deliver a message to the process ``owner`` (e.g. a verdict for a call it holds)."""
     def inbox(self, owner: str) -> AsyncIterator[dict[str, str]]:
         """Messages sent to ``owner``, as they arrive."""
+    async def put_value(self, key: str, value: str, ttl_s: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl_s`` (e.g. what a placed call is for)."""
+    async def take_value(self, key: str) -> str | None:
+        """The value under ``key``, removed: of several processes asking, one gets it."""
     async def close(self) -> None: ...
 
 
@@ -50,6 +54,7 @@ class InProcessLiveState:
         self._slots: dict[str, dict[str, float]] = {}
         self._rates: dict[tuple[str, str, int], int] = {}
         self._inboxes: dict[str, asyncio.Queue[dict[str, str]]] = {}
+        self._values: dict[str, tuple[str, float]] = {}
 
     async def heartbeat(self, owner: str, call_ids: list[str], ttl_s: float) -> None:
         exp = self._now() + ttl_s
@@ -112,6 +117,15 @@ class InProcessLiveState:
         queue = self._inboxes.setdefault(owner, asyncio.Queue(maxsize=1000))
         while True:
             yield await queue.get()
+
+    async def put_value(self, key: str, value: str, ttl_s: float) -> None:
+        now = self._now()
+        self._values = {k: v for k, v in self._values.items() if v[1] > now}
+        self._values[key] = (value, now + ttl_s)
+
+    async def take_value(self, key: str) -> str | None:
+        cur = self._values.pop(key, None)
+        return cur[0] if cur and cur[1] > self._now() else None
 
     async def close(self) -> None:
         return None
@@ -228,6 +242,12 @@ class RedisLiveState:
                             yield message
         finally:
             await pubsub.aclose()
+
+    async def put_value(self, key: str, value: str, ttl_s: float) -> None:
+        await self.r.set(f"{self.p}value:{key}", value, px=self._ms(ttl_s))
+
+    async def take_value(self, key: str) -> str | None:
+        return await self.r.getdel(f"{self.p}value:{key}")  # type: ignore[no-any-return]
 
     async def active_calls(self, tenant: str) -> int:
         return int(await self._count(keys=[f"{self.p}slots:{tenant}"]))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -188,6 +189,7 @@ class LoopbackDialer:
 class _Pending:
     task: str
     done: asyncio.Future[dict[str, Any]]
+    token: str = field(default_factory=lambda: secrets.token_hex(16))  # the worker streaming it echoes it
 
 
 _pending: dict[str, _Pending] = {}  # CallSid of a task call placed here -> its task
@@ -210,21 +212,35 @@ def task_status(call_sid: str, status: str) -> None:
 
 def adopt_task_call(session: Any, call_id: str) -> bool:
     """The call host runs call ``call_id``: if it is a task call placed here, give its
-    agent the task and report its outcome when it ends. True if it was one."""
+    agent the task and report its outcome when it ends. True if it was one.
+
+    A task call placed by another worker is adopted from the live state
+    (:func:`voxline.orchestration.task_relay.adopt_shared_task`)."""
     pending = _pending.get(call_id)
     if pending is None:
         return False
+
+    def finished(outcome: dict[str, Any]) -> None:
+        if not pending.done.done():
+            pending.done.set_result(outcome)
+
+    give_task(session, pending.task, finished)
+    return True
+
+
+def give_task(session: Any, task: str, finished: Callable[[dict[str, Any]], Any]) -> None:
+    """Add ``task`` to the agent's prompt; ``finished(outcome)`` when the call ends (awaited if it is a coroutine)."""
     messages = session.context.get_messages()
     if messages and messages[0].get("role") == "system":
-        messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{TASK_PROMPT.format(task=pending.task)}"}
+        messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{TASK_PROMPT.format(task=task)}"}
         session.context.set_messages(messages)
 
-    async def finished(*_args: Any) -> None:
-        if not pending.done.done():
-            pending.done.set_result(dict(getattr(session, "task_outcome", None) or NO_OUTCOME))
+    async def on_finished(*_args: Any) -> None:
+        done = finished(dict(getattr(session, "task_outcome", None) or NO_OUTCOME))
+        if asyncio.iscoroutine(done):
+            await done
 
-    session.worker.add_event_handler("on_pipeline_finished", finished)
-    return True
+    session.worker.add_event_handler("on_pipeline_finished", on_finished)
 
 
 class TwilioDialer:
@@ -247,17 +263,24 @@ class TwilioDialer:
         return number
 
     async def dial(self, *, agent: AgentSpec, to: str, task: str, parent_call_id: str) -> dict[str, Any]:
+        from voxline.orchestration.task_relay import MAX_TASK_CHARS, share_task
         from voxline.transports.twilio.router import place_outbound_call
 
+        if len(task) > MAX_TASK_CHARS:
+            raise ToolError(f"the task is longer than {MAX_TASK_CHARS} characters: say it shorter")
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         sid = await place_outbound_call(host=self.host, rest=self.rest, to=to, from_=self._from(agent.name),
                                         agent=agent.name, public_base_url=self.public_base_url)
-        _pending[sid] = _Pending(task, done)
+        _pending[sid] = pending = _Pending(task, done)
         live, owner = self.host.live, self.host.owner
         log.info("%s task call %s placed for %s", parent_call_id, sid, agent.name)
         try:
             # Held under its own key (the stream's holder claims the call itself): a "busy"
-            # or "no-answer" that reaches another worker is forwarded here.
+            # or "no-answer" that reaches another worker is forwarded here. The task is
+            # kept beside it for the worker whose stream it will be, which reports back.
+            with contextlib.suppress(Exception):  # without it, only a stream on this worker has the task
+                await share_task(live, sid, task=task, agent=agent.name, owner=owner, token=pending.token,
+                                 ttl_s=PLACED_TTL_SECS)
             with contextlib.suppress(Exception):  # without it, this worker's callbacks still count
                 await live.claim_call(TASK_KEY + sid, owner, PLACED_TTL_SECS)
             return await done

@@ -34,6 +34,7 @@ from voxline.integrations.tools.guard import ToolGuard
 from voxline.memory.live import InProcessLiveState, LiveState, read_inbox
 from voxline.memory.store import process_owner_id
 from voxline.orchestration.human import forwarded_status
+from voxline.orchestration.task_relay import adopt_shared_task, outcome_message
 from voxline.orchestration.wiring import team_for, wire_orchestration
 from voxline.pipelines.builder import Extensions, Services
 from voxline.pipelines.call_control import CallControl, CallLine
@@ -216,6 +217,8 @@ class CallHost:
             await self.on_answered_by(message.get("call_id", ""), message.get("answered_by", ""))
         elif message.get("kind") == "leg_status":
             forwarded_status(message)
+        elif message.get("kind") == "task_outcome":  # of a task call placed here, streamed there
+            outcome_message(message)
 
     async def settle(self) -> None:
         """Wait until ended calls are fully written (summaries and facts included)."""
@@ -290,6 +293,7 @@ class CallHost:
             memory = await self._open_memory(spec, incoming)
             live = self._build(spec, incoming, memory)
             self.calls[call_id] = live
+            await adopt_shared_task(self, live.session, call_id, incoming.agent)  # placed by another worker
             if incoming.answered_by:
                 await self.on_answered_by(call_id, incoming.answered_by)
             if incoming.hangup is not None:
