@@ -43,14 +43,18 @@ async def test_an_agents_tool_choice_on_the_real_local_model(choice):
     """The agent's tool_choice reaches the local llama.cpp model through Pipecat's context:
     required calls a tool even for "hello" (then speaks its result), none never does."""
     from tests.fakes.scripted import ScriptedSTT
+    from voxline.integrations.providers.local import shared
     from voxline.pipelines.builder import Services
     from voxline.pipelines.scenario import Expect, Scenario, Turn
     from voxline.pipelines.simulate import Simulation
 
     spec = _agent(choice)
+    await shared.apreload([spec])  # loaded before the call, as a server does at startup
     real = Services.from_spec(spec)
     expect = Expect(tool_called="opening_hours") if choice == "required" else Expect(no_tool_called=True)
-    scenario = Scenario(agent=spec.base_dir / "agent.yaml", answer_timeout_secs=30,
+    # A behaviour test: a generous answer timeout, so a machine busy with other tests
+    # (both of its cores) does not fail it.
+    scenario = Scenario(agent=spec.base_dir / "agent.yaml", answer_timeout_secs=120,
                         turns=[Turn(say="Hello!", expect=expect)])
     sim = Simulation(scenario, spec=spec, listen=False,
                      services=Services(stt=ScriptedSTT(["Hello!"]), llm=real.llm, tts=real.tts))
