@@ -9,6 +9,7 @@ Requests are kept so tests can check what the model was sent.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ class Reply:
     text: str | None = None
     tool: str | None = None
     arguments: str = "{}"
+    pause_after_sentence: float = 0.0  # the model stalls after its first sentence (and a word)
 
 
 @dataclass
@@ -41,7 +43,7 @@ class FakeOpenAIChat:
         }
         return f"data: {json.dumps(body)}\n\n"
 
-    def _events(self, reply: Reply):
+    async def _events(self, reply: Reply):
         yield self._chunk({"role": "assistant", "content": ""})
         if reply.tool is not None:
             yield self._chunk({"tool_calls": [{
@@ -50,8 +52,14 @@ class FakeOpenAIChat:
             yield self._chunk({"tool_calls": [{"index": 0, "function": {"arguments": reply.arguments}}]})
             yield self._chunk({}, finish="tool_calls")
         else:
-            for i, word in enumerate((reply.text or "").split(" ")):
+            words, sentence_done = (reply.text or "").split(" "), False
+            for i, word in enumerate(words):
                 yield self._chunk({"content": word if i == 0 else f" {word}"})
+                if sentence_done and reply.pause_after_sentence:  # the next word shows it ended
+                    await asyncio.sleep(reply.pause_after_sentence)
+                    sentence_done = None  # once
+                elif sentence_done is False and word.endswith("."):
+                    sentence_done = True
             yield self._chunk({}, finish="stop")
         yield "data: [DONE]\n\n"
 

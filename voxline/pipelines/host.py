@@ -293,7 +293,8 @@ class CallHost:
             memory = await self._open_memory(spec, incoming)
             live = self._build(spec, incoming, memory)
             self.calls[call_id] = live
-            await adopt_shared_task(self, live.session, call_id, incoming.agent)  # placed by another worker
+            if incoming.direction == "outbound":  # a task call placed by another worker?
+                await adopt_shared_task(self, live.session, call_id, incoming.agent)
             if incoming.answered_by:
                 await self.on_answered_by(call_id, incoming.answered_by)
             if incoming.hangup is not None:

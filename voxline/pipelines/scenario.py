@@ -35,6 +35,8 @@ class Turn(_Strict):
     audio: Path | None = None
     silence: float | None = Field(None, gt=0, le=120)
     barge_in: str | None = None
+    # How far into the agent's answer (from its first audio) a barge_in cuts in.
+    barge_in_after_secs: float = Field(0.8, ge=0, le=60)
     expect: Expect | None = None
 
     @model_validator(mode="after")

@@ -25,7 +25,6 @@ from voxline.transports.simulated import CallerLine, SimulatedTransport
 
 SAMPLE_RATE = 16000
 QUIET_SECS = 1.2  # the agent is done answering after this long with nothing in flight
-BARGE_IN_AFTER_SECS = 0.8  # how long into the agent's answer the caller cuts in
 SPEAK_SLACK_SECS = 5.0  # beyond its own length, how long caller speech may take to send
 
 
@@ -73,6 +72,8 @@ class Simulation:
             **(session_kwargs or {}),
         )
         self.report = Report(agent=self.spec.name)
+        self._windows: dict[tuple[int, str], tuple[Any, str, float, float]] = {}
+        self._to_transcribe: list[tuple[TurnReport, bytes]] = []
 
     async def _wait_quiet(self, since: float, timeout: float) -> None:
         """Wait until the agent has answered (or given up) and nothing is in flight."""
@@ -144,7 +145,7 @@ class Simulation:
             return
         start = time.monotonic()
         await self._wait_quiet(start, timeout)
-        self.report.greeting_heard = await self._heard(start, time.monotonic())
+        self._hear(self.report, "greeting_heard", start)
         # Checked once all turns are played: an interrupted answer is only known later.
         checks: list[tuple[int, Expect | None, TurnReport, bool]] = []
         for i, turn in enumerate(turns):
@@ -155,12 +156,10 @@ class Simulation:
             report = await self._play_turn(turn, timeout, next_is_barge_in)
             self.report.turns.append(report)
             if self._interrupted_turn is not None:
-                cut_report, records = self._interrupted_turn
-                heard = cut_report.caller_heard
-                self._fill(cut_report, records)
-                cut_report.caller_heard = heard
+                self._fill(*self._interrupted_turn)
                 self._interrupted_turn = None
             checks.append((i + 1, turn.expect, report, self.session.end_reason is not None))
+        await self._transcribe_heard()
         for n, expect, report, ended in checks:
             self._check(n, expect, report, ended)
 
@@ -171,17 +170,18 @@ class Simulation:
         if turn.silence is not None:
             began = time.monotonic()
             await self.session.log.mark_caller_silent()
-            await asyncio.sleep(turn.silence)
+            with contextlib.suppress(TimeoutError):  # a silence lasts until the call ends, at most
+                await asyncio.wait_for(self.session.wait_ended(), turn.silence)
             spoke_at = began
         else:
             report.caller_said, pcm = self._caller_audio(turn)
             if turn.barge_in is not None:
                 await self._wait_agent_speaking(self._last_speech_end, timeout)
-                await asyncio.sleep(BARGE_IN_AFTER_SECS)
+                await asyncio.sleep(turn.barge_in_after_secs)
                 await self._finish_interrupted_turn()
             spoke_at = await self._speak(pcm)
             if turn.audio is not None:
-                report.caller_said = await transcribe_async(pcm)
+                self._to_transcribe.append((report, pcm))
         self._last_speech_end = spoke_at
         if stop_early:
             await self._wait_agent_speaking(spoke_at, timeout)
@@ -189,7 +189,7 @@ class Simulation:
             await self._wait_quiet(spoke_at, timeout)
         records = log.turns[first_record:]
         self._fill(report, records)
-        report.caller_heard = await self._heard(spoke_at, time.monotonic())
+        self._hear(report, "caller_heard", spoke_at)
         self._previous = (report, records, spoke_at)
         first_audio = self.line.first_speech_after(spoke_at)
         if first_audio is not None and turn.silence is None:
@@ -198,6 +198,18 @@ class Simulation:
 
     _last_speech_end: float = 0.0
     _previous: tuple[TurnReport, list[TurnRecord], float] | None = None
+
+    def _hear(self, report: TurnReport | Report, name: str, since: float) -> None:
+        """What the caller heard from ``since`` until now is transcribed once the call is
+        over: transcribing during the call would keep the scripted caller from keeping
+        time (an idle timer runs on while Whisper works) and take the agent's CPU."""
+        self._windows[(id(report), name)] = (report, name, since, time.monotonic())
+
+    async def _transcribe_heard(self) -> None:
+        for report, pcm in self._to_transcribe:
+            report.caller_said = await transcribe_async(pcm)
+        for report, name, since, until in self._windows.values():
+            setattr(report, name, await self._heard(since, until))
 
     async def _heard(self, since: float, until: float) -> str:
         if not self.listen:
@@ -211,7 +223,7 @@ class Simulation:
         if self._previous is None:
             return
         report, records, spoke_at = self._previous
-        report.caller_heard = await self._heard(spoke_at, time.monotonic())
+        self._hear(report, "caller_heard", spoke_at)
         self._interrupted_turn = (report, records)
 
     _interrupted_turn: tuple[TurnReport, list[TurnRecord]] | None = None

@@ -323,6 +323,18 @@ class GroundingGuard(FrameProcessor):
             await self.push_frame(frame, direction)
         elif isinstance(frame, LLMTextFrame):
             if not self._blocked:
+                if not self._pending and not self._sentence and self._released \
+                        and frame.text[:1].isspace() and not frame.skip_tts:
+                    # A sentence just ended: its blank goes on now, so TTS need not wait
+                    # for the next clause to know the sentence is over.
+                    blank = frame.text[: len(frame.text) - len(frame.text.lstrip())]
+                    gap = LLMTextFrame(blank)
+                    gap.includes_inter_frame_spaces = frame.includes_inter_frame_spaces
+                    gap.append_to_context = frame.append_to_context
+                    await self.push_frame(gap)
+                    frame.text = frame.text[len(blank):]
+                    if not frame.text:
+                        return
                 self._pending.append(frame)
                 if _CLAUSE_END.search(self._pending_text):
                     await self._check(final=False)
