@@ -111,7 +111,6 @@ class CallLog(BaseObserver):
         # the caller stops speaking (STT and turn detection run) and when text is handed
         # to TTS; cleared when the LLM starts answering or the agent's audio starts.
         self._pending_since: float | None = None
-        self._answers_unplayed = 0  # answers begun whose end has not been played yet
         # Latencies measured before the caller's turn is opened (stt) wait here for it.
         self._pending_latency: dict[str, float] = {}
         self._awaiting_turn = False
@@ -169,7 +168,6 @@ class CallLog(BaseObserver):
         elif isinstance(frame, LLMFullResponseStartFrame) and isinstance(src, LLMService):
             self._llm_answering.add(id(src))
             self._pending_since = None
-            self._answers_unplayed += 1
         elif isinstance(frame, LLMFullResponseEndFrame) and isinstance(src, LLMService):
             self._llm_answering.discard(id(src))
             self.last_activity = now
@@ -196,11 +194,10 @@ class CallLog(BaseObserver):
             self.last_activity = now
         elif isinstance(frame, InterruptionFrame):
             self.interruptions += 1
-            # Cut off: while the agent speaks, or between two of its sentences (the bot
-            # "stops speaking" after each one) once part of the answer was played.
-            if self.bot_speaking or (self._answers_unplayed and self.current.agent_text):
+            # Cut off: while the agent speaks, or while the model is still writing an
+            # answer it has begun to say (Pipecat calls the bot stopped when it stalls).
+            if self.bot_speaking or (self.llm_responses_in_flight and self.current.agent_text):
                 self.current.interrupted = True
-            self._answers_unplayed = 0  # what was queued is dropped
         elif isinstance(frame, MetricsFrame):
             if self._in_utterance and any(isinstance(d, STTUsageMetricsData) for d in frame.data):
                 # Transcribing the caller's utterance: usage of the turn it opens.
@@ -223,9 +220,7 @@ class CallLog(BaseObserver):
         target["realtime_audio_secs"] = target.get("realtime_audio_secs", 0.0) + secs
 
     def _failover(self, frame: FailoverFrame) -> None:
-        if id(frame.failed_service) in self._llm_answering:  # its answer will never end
-            self._llm_answering.discard(id(frame.failed_service))
-            self._answers_unplayed = max(0, self._answers_unplayed - 1)
+        self._llm_answering.discard(id(frame.failed_service))  # its answer will never end
         event = {"stage": frame.stage, "from": frame.from_provider, "to": frame.to_provider,
                  "reason": frame.reason}
         if frame.stage == "stt":
@@ -251,9 +246,7 @@ class CallLog(BaseObserver):
 
     def _played(self, frame: object, now: float) -> None:
         """Frames the output transport passes on once their audio is played."""
-        if isinstance(frame, LLMFullResponseEndFrame):  # queued behind the answer's audio
-            self._answers_unplayed = max(0, self._answers_unplayed - 1)
-        elif isinstance(frame, TTSAudioRawFrame):
+        if isinstance(frame, TTSAudioRawFrame):
             self._measure("voice_to_voice", "speech_end_v2v", now)
             self.last_activity = now
         elif isinstance(frame, TTSTextFrame):

@@ -29,6 +29,7 @@ from voxline.integrations.providers import anthropic, deepgram, elevenlabs, open
 from voxline.integrations.providers import local_factories as local
 from voxline.integrations.providers.common import without_sdk_retries
 from voxline.integrations.providers.local import manifest
+from voxline.integrations.providers.local.first_clause import use_sentence_ends
 from voxline.integrations.providers.local_factories import DEFAULT_MODELS, model_name
 from voxline.spec import AgentSpec, LLMBlock, ProviderBlock, STTBlock, TTSBlock
 
@@ -219,7 +220,7 @@ def build_llm(block: LLMBlock, *, max_tool_calls_per_turn: int) -> Any:
 def build_tts(block: TTSBlock) -> Any:
     factory = _provider("tts", block).factory
     assert factory is not None
-    return _tag(factory(block), block)
+    return _tag(use_sentence_ends(factory(block)), block)
 
 
 def build_realtime(block: ProviderBlock, *, max_tool_calls_per_turn: int, language: str = "en") -> Any:

@@ -7,10 +7,10 @@ least a few words, ending in , ; or :) goes to TTS at once; the rest is aggregat
 sentence as Pipecat does. Pipecat 1.14 offers no parameter to supply an aggregator,
 so ``use_first_clause`` replaces the service's own.
 
-Pipecat ends a sentence only once a non-blank character follows its full stop; the
-grounding guard holds the next clause back, so that character can come a clause
-later. It passes the blank after a full stop on at once, and a sentence followed by
-a blank ends here (unless it ends in an abbreviation).
+Every TTS (cloud ones too, through ``use_sentence_ends``) also ends a sentence at the
+blank after its full stop. Pipecat waits for the next non-blank character, but the
+grounding guard holds the next clause back until it is whole, so that character
+would come a clause later; the guard passes the blank on at once instead.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from pipecat.utils.string import match_endofsentence
-from pipecat.utils.text.base_text_aggregator import Aggregation
+from pipecat.utils.text.base_text_aggregator import Aggregation, TextType
 from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
 _CLAUSE_END = re.compile(r"[,;:](?=\s)")
@@ -28,7 +28,22 @@ _ENDED_BEFORE_BLANK = re.compile(r"[.!?]\s+$")
 MIN_WORDS = 4
 
 
-class FirstClauseAggregator(SimpleTextAggregator):
+class BlankEndsSentence(SimpleTextAggregator):
+    """A sentence ends at a blank after its full stop (unless at an abbreviation)."""
+
+    async def aggregate(self, text: str) -> AsyncIterator[Aggregation]:
+        async for aggregation in super().aggregate(text):
+            yield aggregation
+        if text.isspace() and _ENDED_BEFORE_BLANK.search(self._text):
+            # As if a capital followed: "Sure. A" splits, "Dr. A" does not.
+            end = match_endofsentence(self._text.rstrip() + " A", language=self.language)
+            if end and not self._text[end:].strip():
+                sentence = self._text.strip(" ")
+                await super().reset()
+                yield Aggregation(text=sentence, type=self.text.type)
+
+
+class FirstClauseAggregator(BlankEndsSentence):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._first = True
@@ -37,15 +52,6 @@ class FirstClauseAggregator(SimpleTextAggregator):
         async for aggregation in super().aggregate(text):
             self._first = False
             yield aggregation
-        if _ENDED_BEFORE_BLANK.search(self._text) and text.isspace():
-            # "Sure. " then nothing: a new sentence would start with a capital ("Dr. " would not end).
-            end = match_endofsentence(self._text.rstrip() + " A", language=self.language)
-            if end and not self._text[end:].strip():
-                sentence = self._text.strip(" ")
-                self._first = False
-                await super().reset()
-                yield Aggregation(text=sentence, type=self.text.type)
-                return
         if not self._first:
             return
         match = _CLAUSE_END.search(self._text)
@@ -68,4 +74,13 @@ class FirstClauseAggregator(SimpleTextAggregator):
 def use_first_clause(tts: Any) -> Any:
     language = getattr(tts._text_aggregator, "language", None)
     tts._text_aggregator = FirstClauseAggregator(language=language)
+    return tts
+
+
+def use_sentence_ends(tts: Any) -> Any:
+    """Pipecat's plain sentence aggregator (a vendor's own, or token mode, is kept)."""
+    aggregator = getattr(tts, "_text_aggregator", None)
+    mode = getattr(aggregator, "_aggregation_type", None)  # no public accessor in Pipecat 1.14
+    if type(aggregator) is SimpleTextAggregator and mode == TextType.SENTENCE:
+        tts._text_aggregator = BlankEndsSentence(language=aggregator.language)
     return tts
