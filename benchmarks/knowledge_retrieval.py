@@ -56,7 +56,7 @@ from memory_retrieval import (  # noqa: E402
     unit_centres,
 )
 
-from voxline.knowledge import access  # noqa: E402
+from voxline.knowledge import access, pg_search  # noqa: E402
 from voxline.knowledge.store import KnowledgeStore  # noqa: E402
 
 COLLECTION = "kb"
@@ -130,8 +130,32 @@ def tenant_name(t: int) -> str:
     return f"t{t:03d}"
 
 
-async def load(conn: Any, args: argparse.Namespace, data: np.ndarray, starts: np.ndarray) -> dict[str, float]:
+def fingerprint(args: argparse.Namespace) -> str:
+    """What decides the rows loaded: a database loaded with the same can be searched again."""
+    return json.dumps({k: getattr(args, k) for k in ("n", "tenants", "zipf", "own_topics", "clusters", "seed")},
+                      sort_keys=True)
+
+
+async def reusable(conn: Any, args: argparse.Namespace) -> dict[str, Any] | None:
+    """--reuse: the load of an earlier run on this DATABASE_URL with the same data, if its
+    rows and table-wide index are all there (the access paths are settled again: that
+    step skips tenant indexes already valid)."""
+    await conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (fingerprint text PRIMARY KEY, built jsonb)")
+    built = await conn.fetchval("SELECT built FROM bench_meta WHERE fingerprint = $1", fingerprint(args))
+    rows = await conn.fetchval("SELECT count(*) FROM knowledge_chunks")
+    has_index = await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE indexname = $1", INDEX)
+    if built is None or rows != args.n or not has_index:
+        return None
+    progress(f"reusing the {rows} rows and index of an earlier run")
+    await prewarm(conn, "knowledge_chunks", "knowledge_chunks", INDEX)
+    return {**json.loads(built), "reused": True}
+
+
+async def load(conn: Any, args: argparse.Namespace, data: np.ndarray, starts: np.ndarray) -> dict[str, Any]:
     """COPY into an unlogged staging table, INSERT..SELECT, rebuild the migration's HNSW index."""
+    if args.reuse and (built := await reusable(conn, args)):
+        return built
+    await conn.execute("DROP TABLE IF EXISTS bench_meta")
     create_sql = await conn.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = $1", INDEX)
     await conn.execute(f"DROP INDEX {INDEX}")
     await conn.execute("TRUNCATE knowledge_chunks")
@@ -149,7 +173,10 @@ async def load(conn: Any, args: argparse.Namespace, data: np.ndarray, starts: np
     index_s = await build_index(conn, args, create_sql)
     progress(f"index built in {index_s:.0f}s")
     await prewarm(conn, "knowledge_chunks", "knowledge_chunks", INDEX)
-    return {"load_s": round(load_s, 1), "index_build_s": round(index_s, 1), "index": create_sql}
+    built = {"load_s": round(load_s, 1), "index_build_s": round(index_s, 1), "index": create_sql}
+    await conn.execute("CREATE TABLE bench_meta (fingerprint text PRIMARY KEY, built jsonb)")
+    await conn.execute("INSERT INTO bench_meta VALUES ($1, $2)", fingerprint(args), json.dumps(built))
+    return built
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -163,15 +190,10 @@ def index_kind(name: str) -> str:
     return "tenant_index" if name.startswith(PARTIAL) else name
 
 
-async def plan_of(store: Any, seen: dict[str, Any], path: str) -> str:
-    """Which index the planner took for the statement the store last sent (EXPLAIN of it,
+async def plan_of(store: Any, tenant: str, query: np.ndarray, path: str) -> str:
+    """Which index the planner took for the statement a search sends (EXPLAIN of it,
     under the settings of the access path it was sent with)."""
-    async with store.engine.begin() as conn:
-        for statement in access.settings(path, ef_search=None, max_scan_tuples=20000,  # type: ignore[arg-type]
-                                         iterative_scan="relaxed_order"):
-            await conn.exec_driver_sql(statement)
-        rows = await conn.exec_driver_sql("EXPLAIN " + seen["sql"], seen["params"])
-        text = "\n".join(r[0] for r in rows)
+    text = await pg_search.explain(store, "plan", tenant, COLLECTION, query, path=path)  # type: ignore[arg-type]
     if PARTIAL in text:
         return "tenant partial hnsw"
     if INDEX in text:
@@ -221,7 +243,6 @@ async def sizes_mb(conn: Any) -> dict[str, Any]:
 
 
 async def search_all(args: argparse.Namespace, url: str, corpus: dict[str, Any], conn: Any) -> dict[str, Any]:
-    import sqlalchemy as sa
 
     from voxline.memory import open_store
 
@@ -229,14 +250,6 @@ async def search_all(args: argparse.Namespace, url: str, corpus: dict[str, Any],
                 if k in ("ef_search", "max_scan_tuples", "iterative_scan", "path")}
     store = await open_store(url)
     kb = KnowledgeStore(store)
-    seen: dict[str, Any] = {}
-
-    @sa.event.listens_for(store.engine.sync_engine, "before_cursor_execute")
-    def _keep(c: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        if "FROM knowledge_chunks" in statement and "SELECT count(*)" not in statement \
-                and not statement.startswith("EXPLAIN"):
-            seen["sql"], seen["params"] = statement, tuple(parameters)
-
     qs, truth = corpus["queries"], corpus["truth"]
     names = list(VARIANTS)
     try:
@@ -264,7 +277,7 @@ async def search_all(args: argparse.Namespace, url: str, corpus: dict[str, Any],
                 path = await access.choose(c, kb._key, tenant_name(t), COLLECTION)
             paths[b][path] = paths[b].get(path, 0) + 1
             await kb.search(tenant_name(t), COLLECTION, q, k=5)
-            p = await plan_of(store, seen, path)
+            p = await plan_of(store, tenant_name(t), q, path)
             plans[b][p] = plans[b].get(p, 0) + 1
     finally:
         await store.close()
@@ -323,6 +336,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             before_settle = uptime()
             progress("settling access paths, then searching")
             result = await search_all(args, url, corpus, conn)
+            if not built.get("reused"):  # a later --reuse run reports how this one built
+                await conn.execute("UPDATE bench_meta SET built = built || jsonb_build_object('first_settle', "
+                                   "$1::jsonb)", json.dumps(result["settle"]))
         finally:
             await conn.close()
     return {
@@ -359,6 +375,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--maintenance-work-mem", default="8GB")
     ap.add_argument("--parallel-workers", type=int, default=2)
+    ap.add_argument("--reuse", action="store_true",
+                    help="with DATABASE_URL: search the rows and indexes an earlier run with the same data "
+                         "left there (tenant indexes already built are not built again)")
     print(json.dumps(asyncio.run(run(ap.parse_args()))))
 
 

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.orchestration.kit import AGENTS
-from voxline.knowledge import access
+from voxline.knowledge import access, pg_search
 from voxline.knowledge.chunks import Chunk
 from voxline.knowledge.store import KnowledgeStore
 from voxline.memory import open_store
@@ -37,16 +37,8 @@ def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 async def _plan(store, tenant: str, collection: str, query: np.ndarray, path: str) -> str:
-    import sqlalchemy as sa
-
-    async with store.engine.begin() as conn:
-        for s in access.settings(path, ef_search=None, max_scan_tuples=20000, iterative_scan="relaxed_order"):
-            await conn.exec_driver_sql(s)
-        vec = "[" + ",".join(f"{x:.6f}" for x in query) + "]"
-        rows = await conn.execute(sa.text(
-            "EXPLAIN SELECT chunk_index FROM knowledge_chunks WHERE tenant_id = :t AND collection = :c "
-            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT 5"), {"t": tenant, "c": collection, "q": vec})
-        return "\n".join(r[0] for r in rows)
+    """The plan of the statement a search sends, under the settings it is sent with."""
+    return await pg_search.explain(store, "plan", tenant, collection, query, path=path)
 
 
 async def test_small_exact_large_own_index_recall_and_isolation(postgres_url):
@@ -89,6 +81,23 @@ async def test_small_exact_large_own_index_recall_and_isolation(postgres_url):
         # The exact path is exact.
         q = _unit(rng, 1)[0]
         assert [h.index for h in await kb.search(small, "kb", q, k=5)] == np.argsort(-(data[small] @ q))[:5].tolist()
+        # The search pool's connections keep their planner settings; the store's others never see them.
+        async with store.engine.connect() as conn:
+            assert (await conn.execute(sa.text("SHOW enable_bitmapscan"))).scalar_one() == "on"
+        # A search connection that died (as when Postgres restarts) is replaced: the search answers.
+        pool = store.side_engine("knowledge", **pg_search.POOL)
+        await pool.dispose()
+        await kb.search(big, "kb", q, k=5)
+
+        async def search_pid() -> int:
+            async with pool.connect() as conn:
+                return (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+
+        dead = await search_pid()
+        async with store.engine.connect() as conn:
+            assert (await conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": dead})).scalar_one()
+        assert [h.index for h in await kb.search(small, "kb", q, k=5)] == np.argsort(-(data[small] @ q))[:5].tolist()
+        assert await search_pid() != dead
         # Shrunk below the threshold: the tenant's index goes.
         await kb.remove_sources(big, "kb", ["doc"])
         assert (await kb.settle_access_path(big))["index_dropped"] is True

@@ -83,27 +83,27 @@ async def choose(conn: Any, key: str, tenant: str, collection: str) -> Path:
     return path
 
 
-def settings(path: Path, *, ef_search: int | None, max_scan_tuples: int, iterative_scan: str) -> list[str]:
-    """SET LOCAL statements that make the planner take ``path`` (values are ints or checked words)."""
+def settings(path: Path, *, ef_search: int | None = None, max_scan_tuples: int = 20000,
+             iterative_scan: str = "relaxed_order") -> dict[str, str]:
+    """The planner settings that make the planner take ``path``. Every path sets the same
+    names (a connection keeps them from one search to the next: nothing of an earlier
+    path may be left over); values are ints or checked words."""
     if path == "exact":
         # HNSW has no bitmap scan: with plain index scans off, the tenant's rows come
         # through the btree and are sorted by their exact distance.
-        return ["SET LOCAL enable_indexscan = off"]
+        return {"enable_indexscan": "off", "enable_seqscan": "on", "enable_bitmapscan": "on",
+                "enable_sort": "on", "plan_cache_mode": "auto"}
     ef = int(ef_search if ef_search is not None else TENANT_EF_SEARCH if path == "tenant_index" else 100)
-    out = [f"SET LOCAL hnsw.ef_search = {ef}",
-           f"SET LOCAL hnsw.iterative_scan = {iterative_scan}",
-           f"SET LOCAL hnsw.max_scan_tuples = {int(max_scan_tuples)}",
-           # Reading a large tenant's rows through the btree and sorting them is what these
-           # paths avoid; the planner's row estimates (stale right after a build) must not
-           # bring it back. The outer sort of the k rows found still runs.
-           "SET LOCAL enable_seqscan = off", "SET LOCAL enable_bitmapscan = off", "SET LOCAL enable_sort = off"]
-    if path == "tenant_index":
-        # Planned for this tenant id, so the planner can prove the partial index's predicate.
-        out.append("SET LOCAL plan_cache_mode = force_custom_plan")
-    else:
-        # A generic plan cannot use any tenant's partial index: the table-wide one it is.
-        out.append("SET LOCAL plan_cache_mode = force_generic_plan")
-    return out
+    return {"hnsw.ef_search": str(ef), "hnsw.iterative_scan": iterative_scan,
+            "hnsw.max_scan_tuples": str(int(max_scan_tuples)), "enable_indexscan": "on",
+            # Reading a large tenant's rows through the btree and sorting them is what these
+            # paths avoid; the planner's row estimates (stale right after a build) must not
+            # bring it back. The outer sort of the k rows found still runs.
+            "enable_seqscan": "off", "enable_bitmapscan": "off", "enable_sort": "off",
+            # tenant_index: planned for this tenant id, so the planner can prove the partial
+            # index's predicate. global: a generic plan cannot use any tenant's partial
+            # index, so the table-wide one it is.
+            "plan_cache_mode": "force_custom_plan" if path == "tenant_index" else "force_generic_plan"}
 
 
 async def largest_collection(conn: Any, tenant: str) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from voxline.knowledge import access
+from voxline.knowledge import access, pg_search
 from voxline.knowledge.chunks import Chunk
 from voxline.memory.models import KnowledgeChunk
 from voxline.memory.types import cosine_distance, utcnow
@@ -125,22 +125,17 @@ class KnowledgeStore:
             raise ValueError(f"iterative_scan: {iterative_scan!r}")
         if path is not None and path not in access.PATHS:
             raise ValueError(f"path: {path!r}")
-        pg = self.store.backend == "postgresql"
+        if self.store.backend == "postgresql":
+            rows = await pg_search.search(self.store, self._key, tenant, collection, query, k=k, path=path,
+                                          ef_search=ef_search, max_scan_tuples=max_scan_tuples,
+                                          iterative_scan=iterative_scan)
+            return [Hit(r["source"], r["chunk_index"], r["text"], 1.0 - float(r["dist"])) for r in rows]
         async with self.store._tx() as conn:
-            if pg:
-                chosen = path or await access.choose(conn, self._key, tenant, collection)
-                for statement in access.settings(chosen, ef_search=ef_search, max_scan_tuples=max_scan_tuples,
-                                                 iterative_scan=iterative_scan):
-                    await conn.exec_driver_sql(statement)
             dist = cosine_distance(KnowledgeChunk.embedding, query, self.store.backend).label("dist")
-            inner = (sa.select(KnowledgeChunk.source, KnowledgeChunk.chunk_index, KnowledgeChunk.text, dist)
-                     .where(KnowledgeChunk.tenant_id == tenant, KnowledgeChunk.collection == collection)
-                     .order_by(dist).limit(k))
-            if pg:
-                # relaxed_order may return rows slightly out of order: sort the k found exactly.
-                sub = inner.subquery()
-                inner = sa.select(sub).order_by(sub.c.dist)
-            rows = await conn.execute(inner)
+            rows = await conn.execute(
+                sa.select(KnowledgeChunk.source, KnowledgeChunk.chunk_index, KnowledgeChunk.text, dist)
+                .where(KnowledgeChunk.tenant_id == tenant, KnowledgeChunk.collection == collection)
+                .order_by(dist).limit(k))
             return [Hit(r.source, r.chunk_index, r.text, 1.0 - float(r.dist)) for r in rows]
 
     @property

@@ -77,8 +77,18 @@ class Store(MemoryRowsMixin):
         # in turn, so under many calls' writes some waited past busy_timeout and failed
         # ("database is locked": webhooks answered 500). One transaction at a time, queued.
         self._sqlite_turn = asyncio.Lock() if self.backend == "sqlite" else None
+        self._side_engines: dict[str, AsyncEngine] = {}
+
+    def side_engine(self, name: str, **kw: Any) -> AsyncEngine:
+        """A second pool on the same database for one kind of work (``kw``: its engine
+        options), made on first use and disposed with the store."""
+        if name not in self._side_engines:
+            self._side_engines[name] = create_engine(self.engine.url.render_as_string(hide_password=False), **kw)
+        return self._side_engines[name]
 
     async def close(self) -> None:
+        for engine in self._side_engines.values():
+            await engine.dispose()
         await self.engine.dispose()
 
     # -- plumbing ---------------------------------------------------------------

@@ -18,6 +18,11 @@ from sqlalchemy.types import TypeDecorator, UserDefinedType
 EMBED_DIM = 384
 
 
+def pgvector_text(arr: np.ndarray) -> str:
+    """pgvector's text form of a vector: what ``CAST(... AS vector)`` reads."""
+    return "[" + ",".join(f"{x:.7g}" for x in arr.tolist()) + "]"
+
+
 class _PgVector(UserDefinedType[Any]):
     cache_ok = True
 
@@ -50,7 +55,7 @@ class Vector(TypeDecorator[np.ndarray]):
         if arr.shape[0] != self.dim:
             raise ValueError(f"vector has {arr.shape[0]} dimensions, column wants {self.dim}")
         if dialect.name == "postgresql":
-            return "[" + ",".join(f"{x:.7g}" for x in arr.tolist()) + "]"
+            return pgvector_text(arr)
         return arr.tobytes()
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> np.ndarray | None:
