@@ -129,14 +129,15 @@ BULK_SETTINGS = {
 
 
 @contextlib.asynccontextmanager
-async def postgres_url() -> AsyncIterator[str]:
-    """DATABASE_URL, or an embedded Postgres started for the run; migrated to head."""
+async def postgres_url(**settings: str) -> AsyncIterator[str]:
+    """DATABASE_URL, or an embedded Postgres started for the run (BULK_SETTINGS, then
+    ``settings``); migrated to head."""
     from voxline.memory.embedded_pg import EmbeddedPostgres
 
     server = None
     url = os.environ.get("DATABASE_URL")
     if not url:
-        server = EmbeddedPostgres(settings=BULK_SETTINGS)
+        server = EmbeddedPostgres(settings={**BULK_SETTINGS, **settings})
         url = server.start()
     try:
         await upgrade_async(url)

@@ -29,9 +29,10 @@ import sqlalchemy as sa
 Path = Literal["exact", "tenant_index", "global"]
 PATHS: tuple[Path, ...] = ("exact", "tenant_index", "global")
 
-# Measured (one tenant among 93k rows, 80 queries each; docs/orchestration.md):
-# exact-scan p95 3.7 ms at 5,000 rows, 7.4 ms at 6,000, 11.6 ms at 10,000 (2 cores).
-EXACT_MAX_ROWS = 5000
+# An exact scan costs ~3 us a row on 2 cores (1M-row table: 5.3 ms at 1,636 rows, 20 ms at
+# 3,932 with part of the heap outside shared buffers), a tenant's own graph ~2 ms at any
+# size measured: above ~1,500 rows the index is the faster path (docs/orchestration.md).
+EXACT_MAX_ROWS = 1500
 # ef_search on a tenant's own index: recall@5 0.99 at p95 under 10 ms in the benchmark;
 # 200 adds ~0.5 % recall for ~1.5x latency.
 TENANT_EF_SEARCH = 100

@@ -37,11 +37,15 @@ POOL = {"isolation_level": "AUTOCOMMIT", "pool_pre_ping": False, "pool_size": 4,
 _SETTINGS = "voxline_knowledge_settings"  # key in the pooled connection's info
 
 
-def _lost(error: BaseException) -> bool:
-    """The connection is gone (not a bad query): worth one more try on a new one."""
+def _lost(error: BaseException, raw: Any) -> bool:
+    """The connection is gone or broken (not a bad query): worth one more try on a new one.
+    A backend terminated under a connection shows as a closed socket, a shutdown notice
+    (57P01..03) or, when the notice arrives mid-exchange, a protocol state error."""
     import asyncpg
 
-    return isinstance(error, OSError | ConnectionError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError)
+    lost = (OSError, ConnectionError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InternalClientError)
+    return isinstance(error, lost) or (raw is not None and raw.is_closed())
 
 
 async def search(store: Any, key: str, tenant: str, collection: str, query: np.ndarray, *, k: int,
@@ -69,6 +73,7 @@ async def _run(store: Any, key: str, tenant: str, collection: str, path: access.
     engine = store.side_engine("knowledge", **POOL)
     for attempt in (1, 2):
         async with engine.connect() as conn:
+            raw = None
             try:
                 chosen = path or await access.choose(conn, key, tenant, collection)
                 raw = (await conn.get_raw_connection()).driver_connection
@@ -77,10 +82,13 @@ async def _run(store: Any, key: str, tenant: str, collection: str, path: access.
             except StoreError:
                 raise
             except Exception as e:
-                if _lost(e) and attempt == 1:
+                # Through SQLAlchemy (the path probe), the driver's error is the cause of its own.
+                lost = getattr(e, "connection_invalidated", False) or any(
+                    _lost(x, raw) for x in (e, getattr(getattr(e, "orig", None), "__cause__", None)) if x)
+                if lost and attempt == 1:
                     await conn.invalidate()
                     continue
-                if _lost(e) or isinstance(e, TimeoutError | sa_exc.SQLAlchemyError):
+                if lost or isinstance(e, TimeoutError | sa_exc.SQLAlchemyError):
                     raise StoreError(f"database unavailable: {type(e).__name__}", retryable=True) from e
                 raise StoreError(f"knowledge search failed: {type(e).__name__}", retryable=False) from e
     raise AssertionError("unreachable")
