@@ -14,8 +14,10 @@ import asyncio
 import logging
 from typing import Any
 
+from voxline.memory.recorder import CallRecorder
 from voxline.memory.records import CallRecord
 from voxline.memory.store import Store
+from voxline.memory.types import utcnow
 
 log = logging.getLogger("voxline.records")
 
@@ -40,8 +42,9 @@ def status_for(reason: str) -> str:
 class CallRecords:
     """Announce, update and close call rows in the store; read them back."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, recorder: CallRecorder | None = None) -> None:
         self.store = store
+        self.recorder = recorder  # the writer of the calls' turns, when they are recorded
 
     async def announce(
         self, call_id: str, *, tenant: str, agent: str, channel: str, direction: str,
@@ -61,12 +64,16 @@ class CallRecords:
         await self.store.set_call_state(call_id, transfer_to=target)
 
     async def close(self, call_id: str, *, reason: str, stats: dict[str, Any] | None = None) -> None:
-        """Close the row; the first close wins. Never raises: a call must always end."""
+        """Close the row; the first close wins. Never raises: a call must always end.
+
+        The close is queued behind the call's last turns and tool calls (the recorder
+        writes in order): a row seen closed holds everything the call said and did."""
+        fields = {"status": status_for(reason), "end_reason": reason, "ended_at": utcnow(),
+                  "transport_stats": stats}
+        if self.recorder is not None and self.recorder.end_call(call_id, **fields):
+            return
         try:
-            await self.store.end_call(
-                call_id, status=status_for(reason), end_reason=reason, ended_at=None,
-                transport_stats=stats,
-            )
+            await self.store.end_call(call_id, **fields)
         except Exception as e:  # the store is down: the startup sweep closes it later
             log.error("%s closing the call record failed: %s", call_id, type(e).__name__)
 

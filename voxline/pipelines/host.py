@@ -161,7 +161,7 @@ class CallHost:
     async def start(self, database_url: str | None = None) -> None:
         """Open the call store, load the agents' models off the loop, start the heartbeat."""
         self.memory = await MemoryRuntime.open(database_url, owner=self.owner)
-        self.records = CallRecords(self.memory.store)
+        self.records = CallRecords(self.memory.store, self.memory.recorder)
         with contextlib.suppress(Exception):  # announce ourselves before judging others
             await self.live.heartbeat(self.owner, [], self.limits.slot_ttl_secs)
         swept = await self.memory.store.sweep_abandoned(is_alive=self._is_alive)

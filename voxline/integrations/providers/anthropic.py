@@ -6,7 +6,7 @@ from typing import Any
 
 from voxline.errors import translate
 from voxline.extras import require
-from voxline.integrations.providers.common import chosen, describe, given, secret
+from voxline.integrations.providers.common import chosen, closing_client, describe, given, secret
 from voxline.spec import LLMBlock
 
 
@@ -17,7 +17,7 @@ def build_llm(block: LLMBlock, *, max_tool_calls_per_turn: int) -> Any:
     key = secret("ANTHROPIC_API_KEY")
     # Pipecat takes no base URL for Anthropic, only a client of our own.
     client = anthropic.AsyncAnthropic(api_key=key, base_url=block.base_url) if block.base_url else None
-    return AnthropicLLMService(
+    return closing_client(AnthropicLLMService)(
         api_key=key, client=client,
         settings=AnthropicLLMService.Settings(**given(block, "model", "temperature", "max_tokens")),
     )
@@ -36,10 +36,11 @@ async def probe_llm(block: LLMBlock) -> None:
     client = anthropic.AsyncAnthropic(api_key=secret("ANTHROPIC_API_KEY"), base_url=block.base_url,
                                       max_retries=0)
     try:
-        stream = await client.messages.create(
-            model=chosen(block, AnthropicLLMService), max_tokens=1, stream=True,
-            messages=[{"role": "user", "content": "Say OK."}])
-        async for _ in stream:
-            pass
+        async with client:
+            stream = await client.messages.create(
+                model=chosen(block, AnthropicLLMService), max_tokens=1, stream=True,
+                messages=[{"role": "user", "content": "Say OK."}])
+            async for _ in stream:
+                pass
     except Exception as e:
         raise translate(e, provider="anthropic") from e

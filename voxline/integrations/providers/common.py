@@ -3,6 +3,7 @@ and the small helpers their probes use."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import ssl
@@ -37,6 +38,27 @@ def tls_context() -> ssl.SSLContext:
     import httpx
 
     return httpx.create_ssl_context()
+
+
+@cache
+def closing_client(service_cls: type) -> type:
+    """``service_cls`` whose cleanup closes its vendor HTTP client.
+
+    Pipecat leaves the ``AsyncOpenAI`` / ``AsyncAnthropic`` client it builds to the garbage
+    collector, whose ``__del__`` schedules ``aclose()`` on whatever loop runs then: the
+    call's connection pool outlives the call, and one collected while a loop shuts down
+    fails with "Event loop is closed". The class keeps its name (logs and usage name it).
+    """
+    class Closing(service_cls):  # type: ignore[misc, valid-type]
+        async def cleanup(self) -> None:
+            await super().cleanup()
+            client = getattr(self, "_client", None)
+            if client is not None:
+                with contextlib.suppress(Exception):  # closing is best effort; the call is over
+                    await client.close()
+
+    Closing.__name__ = Closing.__qualname__ = service_cls.__name__
+    return Closing
 
 
 @cache

@@ -8,7 +8,15 @@ from typing import Any
 
 from voxline.errors import translate
 from voxline.extras import require
-from voxline.integrations.providers.common import chosen, describe, given, secret, silence_wav, tls_context
+from voxline.integrations.providers.common import (
+    chosen,
+    closing_client,
+    describe,
+    given,
+    secret,
+    silence_wav,
+    tls_context,
+)
 from voxline.spec import LLMBlock, ProviderBlock, STTBlock, TTSBlock
 
 OPENAI_TTS_RATE = 24000  # /audio/speech answers 24 kHz PCM whatever the pipeline's rate
@@ -28,7 +36,7 @@ def build_stt(block: STTBlock, *, language: str, sample_rate: int | None = None)
     _openai()
     from pipecat.services.openai.stt import OpenAISTTService
 
-    return OpenAISTTService(
+    return closing_client(OpenAISTTService)(
         api_key=_key(block), **given(block, "base_url"), sample_rate=sample_rate,
         settings=OpenAISTTService.Settings(**given(block, "model")), **block.options,
     )
@@ -48,7 +56,7 @@ def _llm_service() -> type:
     from pipecat.utils.http import connection_limits
 
     # The same class name: logs, metrics and usage (processors/usage.py) name it as before.
-    class OpenAILLMService(llm.OpenAILLMService):
+    class OpenAILLMService(closing_client(llm.OpenAILLMService)):
         def create_client(self, api_key=None, base_url=None, organization=None, project=None,  # type: ignore[no-untyped-def]
                           default_headers=None, **kwargs):
             return AsyncOpenAI(
@@ -82,7 +90,7 @@ def build_tts(block: TTSBlock) -> Any:
     # Pipecat labels the 24 kHz PCM with whatever rate it is given and does not
     # resample it; labelled correctly, the output transport resamples it to the line.
     options.setdefault("sample_rate", OPENAI_TTS_RATE)
-    return OpenAITTSService(
+    return closing_client(OpenAITTSService)(
         api_key=_key(block), **given(block, "base_url"),
         settings=OpenAITTSService.Settings(**given(block, "model", "voice")), **options,
     )
@@ -116,11 +124,12 @@ async def probe_llm(block: LLMBlock) -> None:
     from pipecat.services.openai.llm import OpenAILLMService
 
     try:
-        stream = await _client(block).chat.completions.create(
-            model=chosen(block, OpenAILLMService), max_tokens=1, stream=True,
-            messages=[{"role": "user", "content": "Say OK."}])
-        async for _ in stream:
-            pass
+        async with _client(block) as client:
+            stream = await client.chat.completions.create(
+                model=chosen(block, OpenAILLMService), max_tokens=1, stream=True,
+                messages=[{"role": "user", "content": "Say OK."}])
+            async for _ in stream:
+                pass
     except Exception as e:
         raise translate(e, provider=block.provider) from e
 
@@ -129,8 +138,9 @@ async def probe_stt(block: STTBlock) -> None:
     from pipecat.services.openai.stt import OpenAISTTService
 
     try:
-        await _client(block).audio.transcriptions.create(
-            model=chosen(block, OpenAISTTService), file=("probe.wav", silence_wav(), "audio/wav"))
+        async with _client(block) as client:
+            await client.audio.transcriptions.create(
+                model=chosen(block, OpenAISTTService), file=("probe.wav", silence_wav(), "audio/wav"))
     except Exception as e:
         raise translate(e, provider=block.provider) from e
 
@@ -139,7 +149,7 @@ async def probe_tts(block: TTSBlock) -> None:
     from pipecat.services.openai.tts import OpenAITTSService
 
     try:
-        async with _client(block).audio.speech.with_streaming_response.create(
+        async with _client(block) as client, client.audio.speech.with_streaming_response.create(
                 input="OK.", model=chosen(block, OpenAITTSService), voice=chosen(block, OpenAITTSService, "voice"),
                 response_format="pcm") as response:
             async for _ in response.iter_bytes():
