@@ -70,6 +70,7 @@ HANDOVER_NOTE = (
     "greet them again and do not ask for anything they already said: carry on from their last words."
 )
 WARM_WHEN_QUIET_SECS = 0.5  # incoming agents' prompts are evaluated once the call is this quiet
+PREPARE_WHEN_FREE_SECS = 0.2  # and their conversations once nothing has been computed for this long
 
 
 def team_members(entry: AgentSpec, agents: Mapping[str, AgentSpec]) -> dict[str, AgentSpec]:
@@ -235,12 +236,25 @@ class Team:
                 schemas.append(schema)
         return schemas
 
+    def _shown(self, name: str, *, handoffs: bool = True) -> list[FunctionSchema]:
+        """The tools ``name``'s LLM is shown. A local model keeps its prompt prefix (tools
+        included) evaluated: it is shown its handoffs even when they may not be chosen, and
+        told which are withheld, so the prefix and a prepared conversation stay valid."""
+        member = self.members[name]
+        if member.spec.tool_choice == "none":
+            return []
+        stable = getattr(member.llm, "keeps_prefixes", False)
+        if stable:
+            member.llm.withheld_tools = frozenset() if handoffs else frozenset(
+                h.tool_name for h in member.spec.handoffs)
+        return self._tools_of(name, handoffs=handoffs or stable)
+
     def _advertise(self, name: str, *, handoffs: bool | None = None) -> None:
         context = self._session.context
         spec = self.members[name].spec
         if handoffs is None:
             handoffs = self._handoff_turn != len(self._session.log.turns)
-        tools = [] if spec.tool_choice == "none" else self._tools_of(name, handoffs=handoffs)
+        tools = self._shown(name, handoffs=handoffs)
         context.set_tools(ToolsSchema(standard_tools=tools) if tools else NOT_GIVEN)
         context.set_tool_choice(spec.tool_choice if tools and spec.tool_choice != "auto" else NOT_GIVEN)
 
@@ -270,36 +284,77 @@ class Team:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _context_for(self, name: str, messages: list[dict[str, Any]]) -> LLMContext:
+        tools = self._shown(name)
+        return LLMContext(messages=[*self.members[name].preamble, *messages],
+                          tools=ToolsSchema(standard_tools=tools) if tools else NOT_GIVEN)
+
     async def _warm_members(self) -> None:
-        log_ = self._session.log
         cold = []
         for name, member in self.members.items():
             warm = getattr(member.llm, "warm_up", None)
             if name == self.entry or warm is None:
                 continue
-            tools = self._tools_of(name)
-            context = LLMContext(messages=list(member.preamble),
-                                 tools=ToolsSchema(standard_tools=tools) if tools else NOT_GIVEN)
+            context = self._context_for(name, [])
             try:
                 if not await warm(context, cached_only=True):
                     cold.append((name, warm, context))
             except Exception as e:  # a cold prefix is slower, not wrong
                 log.warning("- warming up agent %s failed: %s", name, type(e).__name__)
+        log_ = self._session.log
         for name, warm, context in cold:
-            quiet_since = None
-            while True:  # bounded by the call: the session cancels this task when it ends
-                now = asyncio.get_running_loop().time()
-                if log_.busy() or len(log_.turns) < 2:  # the caller's first turn comes first
-                    quiet_since = None
-                elif quiet_since is None:
-                    quiet_since = now
-                elif now - quiet_since >= WARM_WHEN_QUIET_SECS:
-                    break
-                await asyncio.sleep(0.1)
+            await self._quiet(lambda: not log_.busy() and not log_.caller_speaking, WARM_WHEN_QUIET_SECS)
             try:
                 await warm(context)
             except Exception as e:  # a cold prefix is slower, not wrong
                 log.warning("- warming up agent %s failed: %s", name, type(e).__name__)
+        await self._prepare_targets()
+
+    async def _quiet(self, free: Callable[[], bool], secs: float) -> None:
+        """Until ``free()`` has held for ``secs``, after the caller's first turn (which
+        comes before any warm-up)."""
+        log_, quiet_since = self._session.log, None
+        while True:  # bounded by the call: the session cancels its tasks when it ends
+            now = asyncio.get_running_loop().time()
+            if not free() or len(log_.turns) < 2:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= secs:
+                return
+            await asyncio.sleep(0.05)
+
+    async def _prepare_targets(self) -> None:
+        """Whenever nothing is being computed for the call (the agent may still be heard,
+        the caller may be speaking: the machine is idle then), the agents the current one
+        may hand the caller to (with ``context: full``) evaluate the conversation they would
+        be handed: a handoff then costs the incoming agent the caller's last words, as an
+        ordinary turn does, not the whole call. A preparation gives way at once to a turn
+        that needs the model, and only what the conversation added since the last one is
+        evaluated."""
+        from voxline.orchestration.languages import code, in_language
+
+        log_, prepared = self._session.log, {}
+        while True:
+            await self._quiet(lambda: not log_.computing(), PREPARE_WHEN_FREE_SECS)
+            conversation = self._session.context.get_messages()[self._preamble_len:]
+            language = code(self.members[self.current].spec.language)
+            for handoff in self.members[self.current].spec.handoffs:
+                target = in_language(self.members, handoff.agent, language) or handoff.agent
+                prepare = getattr(self.members[target].llm, "prepare", None)
+                if handoff.context != "full" or prepare is None or target == self.current:
+                    continue
+                carried = carry_full(conversation)
+                key = (self.current, len(carried), json.dumps(carried[-1:], sort_keys=True, default=str))
+                if prepared.get(target) == key:
+                    continue
+                try:
+                    if await prepare(self._context_for(target, carried),
+                                     busy=log_.computing):
+                        prepared[target] = key
+                except Exception as e:  # unprepared is slower, not wrong
+                    log.warning("- preparing agent %s failed: %s", target, type(e).__name__)
+            await asyncio.sleep(0.2)
 
     async def close(self) -> None:
         for task in list(self._tasks):

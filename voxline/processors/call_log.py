@@ -116,6 +116,7 @@ class CallLog(BaseObserver):
         self._awaiting_turn = False
         self._pending_failovers: list[dict[str, Any]] = []  # STT switches, for the caller's turn
         self._in_utterance = False  # from the caller's speech start until their turn opens
+        self.caller_speaking = False  # between the VAD's start and stop of the caller's speech
         # engine: realtime — audio to and from the speech-to-speech model is metered
         # (realtime_audio_secs): what the caller sent counts for the turn it opens.
         self.realtime = False
@@ -153,10 +154,11 @@ class CallLog(BaseObserver):
             self.current.user_text = f"{self.current.user_text} {frame.text}".strip()
         if isinstance(frame, VADUserStartedSpeakingFrame):
             self._marks.clear()  # a new utterance: earlier unfinished measurements are void
-            self._in_utterance = True
+            self._in_utterance = self.caller_speaking = True
             self.last_activity = now
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             # VAD events are broadcast both ways; the first copy is the one that counts.
+            self.caller_speaking = False
             self._marks.setdefault("speech_end", now)
             self._marks.setdefault("speech_end_v2v", now)
             self._pending_since = self._pending_since or now
@@ -305,8 +307,12 @@ class CallLog(BaseObserver):
 
     def busy(self, pending_timeout: float = 8.0) -> bool:
         """Whether an answer is being prepared or played (a pending turn counts for a while)."""
+        return self.bot_speaking or self.computing(pending_timeout)
+
+    def computing(self, pending_timeout: float = 8.0) -> bool:
+        """Whether an answer is being worked out: the caller's words transcribed, the LLM
+        writing, tools running, text on its way to speech (not: being played)."""
         pending = self._pending_since
         if pending is not None and time.monotonic() - pending > pending_timeout:
             self._pending_since = pending = None  # nothing came of it
-        return (self.bot_speaking or self.llm_responses_in_flight > 0 or pending is not None
-                or self.tools_running > 0)
+        return self.llm_responses_in_flight > 0 or pending is not None or self.tools_running > 0

@@ -21,7 +21,7 @@ import asyncio
 import json
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,10 @@ from voxline.integrations.providers.local.llama_prompt import (
     JsonStringDecoder,
     arguments_grammar,
     completion_chunk,
+    decided,
     decision_choices,
     name_grammar,
+    render_history,
     render_prompt,
     tool_calls_since_user,
 )
@@ -96,6 +98,10 @@ class LlamaCppLLMService(OpenAILLMService):
         # warm-up: what the caller said is what comes after them.
         self._preamble: int | None = None
         self.prefix_source: str | None = None  # where warm_up found the prefix: memory, disk, evaluated
+        # Tools shown in the prompt but not to be chosen now (a team's handoffs after one
+        # has happened this turn): the tools rendered, and so the kept prefix, stay the same.
+        self.withheld_tools: frozenset[str] = frozenset()
+        self.prompt_evaluated: int | None = None  # tokens the last answer's prompt had to evaluate
         self.set_full_model_name(self._model_path.name)
 
     def create_client(self, *args: Any, **kwargs: Any) -> Any:
@@ -123,12 +129,29 @@ class LlamaCppLLMService(OpenAILLMService):
         model = await asyncio.to_thread(self._loaded)
 
         def run() -> str | None:
-            with model.lock:  # the next call of this agent starts from here
+            with model.hold():  # the next call of this agent starts from here
                 return model.warm(model.tokens(prompt), cached_only=cached_only)
 
         source = await asyncio.to_thread(run)
         self.prefix_source = source or self.prefix_source
         return source is not None
+
+    async def prepare(self, context: LLMContext, busy: Callable[[], bool]) -> bool:
+        """Evaluate ``context`` before the turn that will extend it (the conversation this
+        agent would be handed), while the model is free: chunk by chunk, giving way to any
+        turn that wants the model, and stopping when ``busy()``. Whether all of it is ready."""
+        messages, tools = await self._messages_and_tools(context)
+        model = await asyncio.to_thread(self._loaded)
+        tokens = model.tokens(render_history(messages, tools))
+
+        def run() -> bool:
+            with model.hold():
+                state, done = model.prepare(tokens, self._last, lambda: model.wanted or busy())
+                if state is not None:
+                    self._last = state
+                return done
+
+        return await asyncio.to_thread(run)
 
     async def summarize(self, prompt: str, max_tokens: int = 300) -> str:
         """One answer to ``prompt`` out of the call's pipeline, as a JSON object (call summaries)."""
@@ -136,7 +159,7 @@ class LlamaCppLLMService(OpenAILLMService):
         text = f"{START}user\n{prompt}{END}\n{START}assistant\n"
 
         def run() -> str:
-            with model.lock:
+            with model.hold():
                 out = model.llama.create_completion(
                     model.tokens(text), max_tokens=max_tokens, temperature=0.0,
                     grammar=model.grammar(JSON_OBJECT_GRAMMAR),
@@ -167,7 +190,8 @@ class LlamaCppLLMService(OpenAILLMService):
         limit_reached = tool_calls_since_user(messages) >= self._max_tool_calls
         names, speech = decision_choices(
             context.tool_choice if is_given(context.tool_choice) else "auto",
-            [] if after_tool or limit_reached else [t["function"]["name"] for t in tools])
+            [] if after_tool or limit_reached else
+            [t["function"]["name"] for t in tools if t["function"]["name"] not in self.withheld_tools])
         tools_allowed = [t for t in tools if t["function"]["name"] in names]
         model = await asyncio.to_thread(self._loaded)
         said = None
@@ -193,8 +217,10 @@ class LlamaCppLLMService(OpenAILLMService):
 
         def generate() -> None:
             try:
-                with model.lock:
-                    model.resume(model.tokens(prompt), self._last)
+                with model.hold():
+                    tokens = model.tokens(prompt)
+                    model.resume(tokens, self._last)
+                    self.prompt_evaluated = len(tokens) - model.cached(tokens)
                     try:
                         self._generate(model, prompt, names, schemas, temperature, max_tokens, stop, emit,
                                        said, speech)
@@ -225,6 +251,23 @@ class LlamaCppLLMService(OpenAILLMService):
             # An interruption cancels this generator: tell the thread to stop early.
             stop.set()
             await asyncio.shield(worker)
+
+    @staticmethod
+    def _decide(model: LoadedLlama, prompt: str, names: list[str], speech: bool) -> str:
+        """The grammar-constrained decision, ended as soon as one choice is left: under the
+        grammar its remaining tokens are forced, and each would cost a forward pass."""
+        choices = [*([NO_TOOL] if speech else []), *names]
+        if len(choices) == 1:
+            return choices[0]
+        text = ""
+        for piece in model.llama.create_completion(
+                model.tokens(prompt), max_tokens=12, temperature=0.0, stream=True,
+                grammar=model.grammar(name_grammar(names, speech=speech))):
+            text += piece["choices"][0]["text"]
+            choice = decided(text, choices)
+            if choice is not None:
+                return choice
+        return text.rstrip('"')
 
     @staticmethod
     def _arguments(model: LoadedLlama, prompt: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -266,13 +309,12 @@ class LlamaCppLLMService(OpenAILLMService):
         max_tokens = int(_number(max_tokens, DEFAULT_MAX_TOKENS))
         decision = NO_TOOL
         if names:  # empty when tools are not allowed now: the model must speak
-            out = llama.create_completion(
-                model.tokens(prompt), max_tokens=12, temperature=0.0,
-                grammar=model.grammar(name_grammar(names, speech=speech)),
-            )
-            decision = out["choices"][0]["text"].rstrip('"')
+            decision = LlamaCppLLMService._decide(model, prompt, names, speech)
         if decision != NO_TOOL and decision in schemas:
             schema = schemas[decision]
+            if not schema.get("properties"):  # nothing to write (a handoff): no generation
+                emit("tool", (decision, "{}"))
+                return
             arguments = respell(LlamaCppLLMService._arguments(model, f'{prompt}{decision}", "arguments": ', schema))
             missing = ungrounded(arguments, schema, said) if said is not None else []
             if not missing:

@@ -7,13 +7,19 @@ and tools; so the state of each evaluated agent prefix (the KV cells of sequence
 not llama-cpp-python's whole state with its logits buffer, which is ~300 MB for this
 vocabulary) is kept, and a prompt that shares more with a kept prefix than with the
 context resumes from it instead of evaluating the prefix again.
+
+A prompt can also be evaluated ahead of the turn that will extend it (``prepare``: the
+conversation an agent would be handed), in small chunks that give way at once to a
+turn waiting for the model (``hold`` counts who waits).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,7 @@ from voxline.integrations.providers.local.llama_prefixes import PrefixFiles
 
 KEPT_PREFIXES = 8  # agents whose prefix stays ready; ~12 KB a token each for a 0.5B model
 MIN_GAIN = 32  # tokens: below this, evaluating beats copying the state back
+PREPARE_CHUNK = 16  # tokens evaluated between two looks for a turn that wants the model
 
 
 class LoadedLlama:
@@ -35,6 +42,8 @@ class LoadedLlama:
         self._api = llama_cpp.llama_cpp
         self._grammar_cls = llama_cpp.LlamaGrammar
         self.lock = threading.Lock()
+        self._waiting = 0  # threads waiting in hold()
+        self._count = threading.Lock()
         self._grammars: dict[str, Any] = {}
         self._prefixes: OrderedDict[tuple[int, ...], Snapshot] = OrderedDict()
         self.resumed = 0  # how often a kept prefix was restored (tests, metrics)
@@ -46,6 +55,26 @@ class LoadedLlama:
                 self.llama.close()
             finally:
                 self.lock.release()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """``lock``, counted while it is waited for: a preparation gives way to a wait."""
+        with self._count:
+            self._waiting += 1
+        try:
+            self.lock.acquire()
+        finally:
+            with self._count:
+                self._waiting -= 1
+        try:
+            yield
+        finally:
+            self.lock.release()
+
+    @property
+    def wanted(self) -> bool:
+        """Whether a generation (or warm-up) waits for the model."""
+        return self._waiting > 0
 
     def grammar(self, gbnf: str) -> Any:
         if gbnf not in self._grammars:
@@ -102,6 +131,24 @@ class LoadedLlama:
         if self.files and snap is not None and snap.tokens == tokens:
             self.files.save(snap.tokens, snap.data)
         return "evaluated"
+
+    def cached(self, prompt: list[int]) -> int:
+        """How many of ``prompt``'s first tokens the context holds evaluated."""
+        return _common(self.llama._input_ids, prompt)
+
+    def prepare(self, prompt: list[int], own: Snapshot | None,
+                stop: Callable[[], bool]) -> tuple[Snapshot | None, bool]:
+        """Evaluate ``prompt`` without generating, from the kept state that saves the most,
+        ``PREPARE_CHUNK`` tokens at a time until it is done or ``stop()``. The state reached
+        (None if nothing was), and whether all of ``prompt`` is in it."""
+        self.resume(prompt, own)
+        llama = self.llama
+        done = self.cached(prompt)
+        llama.n_tokens = done  # eval() drops the cells after it
+        while done < len(prompt) and not stop():
+            llama.eval(prompt[done:done + PREPARE_CHUNK])
+            done = llama.n_tokens
+        return self.snapshot(), done == len(prompt)
 
     def resume(self, prompt: list[int], own: Snapshot | None = None) -> None:
         """Before evaluating ``prompt``: restore the kept state that saves the most work

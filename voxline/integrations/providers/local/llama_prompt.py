@@ -17,6 +17,7 @@ from openai.types.chat import ChatCompletionChunk
 START, END = "<|im_start|>", "<|im_end|>"
 _DECISION_PREFIX = '<tool_call>\n{"name": "'
 NO_TOOL = "none"
+OPENER = f"{START}assistant\n{_DECISION_PREFIX}"  # where every answer starts
 
 _TOOLS_PREAMBLE = (
     "# Tools\n\nEvery reply is one <tool_call>. Call \"none\" to speak to the caller; call "
@@ -115,8 +116,21 @@ def render_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -
             parts.append(f"{START}user\n<tool_response>\n{content}\n</tool_response>{END}\n")
         else:
             parts.append(f"{START}user\n{content}{END}\n")
-    parts.append(f"{START}assistant\n{_DECISION_PREFIX}")
+    parts.append(OPENER)
     return "".join(parts)
+
+
+def render_history(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
+    """The prompt of ``messages`` without the answer's opener: what every later turn's
+    prompt starts with (a conversation prepared before the caller's next words)."""
+    return render_prompt(messages, tools).removesuffix(OPENER)
+
+
+def decided(text: str, choices: list[str]) -> str | None:
+    """The one choice that the decision written so far (``text``) can still become, once
+    only one can: its remaining tokens are then known and need not be generated."""
+    left = [c for c in choices if (c + '"').startswith(text)]
+    return left[0] if len(left) == 1 else None
 
 
 def _text(content: Any) -> str:
