@@ -243,11 +243,7 @@ class Team:
         member = self.members[name]
         if member.spec.tool_choice == "none":
             return []
-        stable = getattr(member.llm, "keeps_prefixes", False)
-        if stable:
-            member.llm.withheld_tools = frozenset() if handoffs else frozenset(
-                h.tool_name for h in member.spec.handoffs)
-        return self._tools_of(name, handoffs=handoffs or stable)
+        return self._tools_of(name, handoffs=handoffs or getattr(member.llm, "keeps_prefixes", False))
 
     def _advertise(self, name: str, *, handoffs: bool | None = None) -> None:
         context = self._session.context
@@ -255,6 +251,9 @@ class Team:
         if handoffs is None:
             handoffs = self._handoff_turn != len(self._session.log.turns)
         tools = self._shown(name, handoffs=handoffs)
+        llm = self.members[name].llm
+        if getattr(llm, "keeps_prefixes", False):
+            llm.withheld_tools = frozenset() if handoffs else frozenset(h.tool_name for h in spec.handoffs)
         context.set_tools(ToolsSchema(standard_tools=tools) if tools else NOT_GIVEN)
         context.set_tool_choice(spec.tool_choice if tools and spec.tool_choice != "auto" else NOT_GIVEN)
 
