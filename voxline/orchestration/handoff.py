@@ -333,17 +333,18 @@ class Team:
         evaluated."""
         from voxline.orchestration.languages import code, in_language
 
+        if not any(hasattr(m.llm, "prepare") for m in self.members.values()):
+            return  # no member keeps what it evaluated (cloud LLMs): nothing to poll for
         log_, prepared = self._session.log, {}
         while True:
             await self._quiet(lambda: not log_.computing(), PREPARE_WHEN_FREE_SECS)
-            conversation = self._session.context.get_messages()[self._preamble_len:]
+            carried = carry_full(self._session.context.get_messages()[self._preamble_len:])
             language = code(self.members[self.current].spec.language)
             for handoff in self.members[self.current].spec.handoffs:
                 target = in_language(self.members, handoff.agent, language) or handoff.agent
                 prepare = getattr(self.members[target].llm, "prepare", None)
                 if handoff.context != "full" or prepare is None or target == self.current:
                     continue
-                carried = carry_full(conversation)
                 key = (self.current, len(carried), json.dumps(carried[-1:], sort_keys=True, default=str))
                 if prepared.get(target) == key:
                     continue
