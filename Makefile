@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := local,piper,openai,anthropic,deepgram,elevenlabs,twilio,postgres,redis,sip,webrtc,platform,stripe
+EXTRAS := local,piper,openai,anthropic,deepgram,elevenlabs,twilio,postgres,redis,sip,webrtc,platform,stripe,moonshine
 
 .PHONY: install install-dev system-deps widget demo test bench lint clean
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import statistics
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -120,12 +121,14 @@ async def test_rss_flat_over_many_calls(real_phone: RealPhone) -> None:
     After two warm-up rounds (the executor threads and their allocator arenas,
     onnxruntime's and CTranslate2's buffers, the greeting cache reach their working size:
     on a loaded machine the second round of five concurrent calls still added ~39 MB),
-    RSS must not grow by more than 25 MB over the last 20 calls. A call that kept its
-    pipeline, context or services (~1.5 MB and more with its audio buffers) would add
-    30 MB over 20 calls; one that loaded Whisper (~150 MB) or a Piper voice (~60 MB)
-    would add far more in one call. Measured after the warm-up: 1–7 MB over 20 calls
-    (allocator noise); the bounded list of finished calls' results
-    (``CallLimits.results_kept``) holds a few KB a call.
+    RSS must not grow by 5 MB in a typical round of five calls (the median of the four
+    rounds' growth), nor by 60 MB over the 20 calls. A call that kept its pipeline,
+    context or services (~1.5 MB and more with its audio buffers) would add 7.5 MB
+    every round; one that loaded Whisper (~150 MB) or a Piper voice (~60 MB) would add
+    far more, every round. Measured after the warm-up: 1–7 MB over 20 calls, with now
+    and then one allocator step in one round (44 MB once, on a loaded machine); the
+    bounded list of finished calls' results (``CallLimits.results_kept``) holds a few
+    KB a call.
     """
     question = kit.clip("0880").pcm
     host = real_phone.app.state.host
@@ -145,9 +148,15 @@ async def test_rss_flat_over_many_calls(real_phone: RealPhone) -> None:
         if round_ >= WARMUP_ROUNDS - 1:
             gc.collect()
             samples.append(kit.rss_mb())
-    growth = samples[-1] - samples[0]
     print("RSS samples", [round(x, 1) for x in samples])
-    assert growth < 25, f"RSS grew {growth:.1f} MB over {MEASURED_ROUNDS * LANES} calls: {samples}"
+    # A call that keeps what it took grows RSS every round; the allocator grows it in
+    # steps, now and then (a 44 MB step in one round was seen on a loaded machine). So
+    # the typical round must stay flat, and no step may reach a model's size.
+    steps = [b - a for a, b in zip(samples, samples[1:], strict=False)]
+    typical = statistics.median(steps)
+    assert typical < 5, f"RSS grew {typical:.1f} MB in a typical round of {LANES} calls: {samples}"
+    growth = samples[-1] - samples[0]
+    assert growth < 60, f"RSS grew {growth:.1f} MB over {MEASURED_ROUNDS * LANES} calls: {samples}"
 
 
 async def test_event_loop_keeps_up_while_calls_start(real_phone: RealPhone) -> None:

@@ -49,6 +49,7 @@ from voxline.integrations.providers.local.llama_prompt import (
     render_prompt,
     tool_calls_since_user,
 )
+from voxline.integrations.providers.local.voice_first import VOICE_FIRST
 
 __all__ = ["NO_TOOL", "JsonStringDecoder", "LlamaCppLLMService", "render_prompt"]
 
@@ -338,5 +339,6 @@ class LlamaCppLLMService(OpenAILLMService):
                     emit("text", text)
                 if stop.is_set() or decoder.closed:
                     break
+                VOICE_FIRST.wait()  # the answer's first audio is being made: let it have the cores
             if spoke or stop.is_set():
                 return

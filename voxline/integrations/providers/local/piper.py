@@ -8,13 +8,16 @@ import this module only when the ``piper`` package is installed.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
+from pipecat.frames.frames import Frame, TTSAudioRawFrame
 from pipecat.services.piper.tts import PiperTTSService
 from pipecat.services.tts_service import TTSService
 
 from voxline.integrations.providers.local import shared
+from voxline.integrations.providers.local.voice_first import VOICE_FIRST
 
 
 class SharedPiperTTSService(PiperTTSService):
@@ -26,3 +29,21 @@ class SharedPiperTTSService(PiperTTSService):
         # PiperTTSService.__init__ would load the voice again: set up its parent instead.
         TTSService.__init__(self, push_start_frame=True, push_stop_frames=True, settings=store, **kwargs)
         self._voice = shared.piper_voice(voice_path)
+        self._voiced: str | None = None  # the answer (TTS context) whose first audio exists
+
+    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
+        if context_id == self._voiced:
+            async for frame in super().run_tts(text, context_id):
+                yield frame
+            return
+        # An answer's first clause: the local LLM waits until its first audio exists.
+        held = VOICE_FIRST.begin()
+        try:
+            async for frame in super().run_tts(text, context_id):
+                if held and isinstance(frame, TTSAudioRawFrame):
+                    self._voiced = context_id
+                    held = VOICE_FIRST.end()
+                yield frame
+        finally:
+            if held:
+                VOICE_FIRST.end()

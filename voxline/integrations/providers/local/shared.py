@@ -94,6 +94,13 @@ def whisper(path: str | Path, *, device: str = "cpu", compute_type: str = "int8"
     return _shared("whisper", key, load, Path(path).name)
 
 
+def moonshine(folder: str | Path) -> Any:
+    """A MoonshineModel (local/moonshine.py); it transcribes one utterance at a time."""
+    from voxline.integrations.providers.local.moonshine import MoonshineModel
+
+    return _shared("moonshine", str(folder), lambda: MoonshineModel(Path(folder)), f"moonshine {Path(folder).name}")
+
+
 def piper_voice(onnx: str | Path, *, use_cuda: bool = False) -> Any:
     """A piper.PiperVoice. Its ONNX session is thread-safe and Piper serializes espeak-ng
     phonemization itself, so calls can synthesize side by side."""
