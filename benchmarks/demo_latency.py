@@ -7,7 +7,11 @@ the caller's ear) and each stage's latency, as p50/p95. Turns whose answer neede
 tool are reported apart: they run the LLM twice. The comparison is with the target
 the foundation set for this demo (p50 ≤ 1200 ms), as a ratio.
 
-    python benchmarks/demo_latency.py [--runs 2]
+    python benchmarks/demo_latency.py [--runs 2] [--compare]
+
+``--compare`` also runs the scenario with the first audio not put before the LLM's
+next tokens (``VOXLINE_VOICE_FIRST=0``, local/voice_first.py), runs alternating, and
+reports both and their ratio.
 
 Prints one JSON object.
 """
@@ -44,11 +48,28 @@ def run_once(env: dict[str, str]) -> dict:
     return json.loads(out.stdout)
 
 
-def main(runs: int) -> dict:
+def main(runs: int, compare: bool = False) -> dict:
     load_before = [round(x, 2) for x in os.getloadavg()]  # the machine may be shared: say so
+    baseline: list[dict] = []
+    reports: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "RESTAURANT_BOOKINGS": str(Path(tmp) / "bookings.json")}
-        reports = [run_once(env) for _ in range(runs)]
+        for _ in range(runs):  # alternating, so a change in the machine's load hits both
+            reports.append(run_once(env))
+            if compare:
+                baseline.append(run_once({**env, "VOXLINE_VOICE_FIRST": "0"}))
+    result = summarize(reports, load_before)
+    if compare:
+        result["without_voice_first"] = summarize(baseline, load_before)
+        after = result["all_turns"]["voice_to_voice"]
+        before = result["without_voice_first"]["all_turns"]["voice_to_voice"]
+        if after and before:
+            result["voice_first_ratio_p50"] = round(after["p50"] / before["p50"], 3)
+    return result
+
+
+def summarize(reports: list[dict], load_before: list[float]) -> dict:
+    runs = len(reports)
     turns = [t for r in reports for t in r["turns"] if "voice_to_voice" in t["latency_ms"]]
     plain = [t for t in turns if not t["tool_calls"]]
     with_tool = [t for t in turns if t["tool_calls"]]
@@ -76,4 +97,6 @@ def main(runs: int) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=2)
-    print(json.dumps(main(parser.parse_args().runs)))
+    parser.add_argument("--compare", action="store_true", help="also run without voice-first, alternating")
+    args = parser.parse_args()
+    print(json.dumps(main(args.runs, args.compare)))

@@ -1,14 +1,15 @@
 """Moonshine base-en, loaded once per process, decoded greedily with onnxruntime.
 
 Moonshine's encoder runs over the utterance as long as it is (Whisper's always over
-30 s of padded audio), so a short caller sentence is transcribed in a fraction of
-Whisper base's time on a CPU at about the same word error rate
-(benchmarks/stt_models.py). Its decoder writes one token at a time (~50 ms each
-here), so beyond a few seconds of speech Whisper is as fast: the STT service routes
-by utterance length (local/whisper.py, ``short_model``).
+30 s of padded audio), but its decoder writes one token at a time (~50 ms each on
+this 2-core machine). Measured against Whisper base (benchmarks/stt_models.py, 85
+utterances): word error rate 16.2 % vs 18.4 % (but worse on the 7 under 2 s), latency
+0.91x Whisper's up to 2 s of speech, 0.96x up to 3.5 s, slower beyond. Too little to
+route the agents' short utterances to it, so no agent uses it; the benchmark does, and
+shows when that changes.
 
 The weights are the ones moonshine-cpp 0.1.4 ships (pinned in the manifest). Its own
-native library is not used: its decoder ran at about 2× our loop's time per utterance
+native library is not used: it took 1.8× this loop's time per short utterance
 here, and its Python wrapper's ``transcribe`` cannot run (it names ``ctypes.c_float_p``,
 which does not exist). The loop is the one of ``useful-moonshine-onnx``: the merged
 decoder, its self-attention cache grown each step, the cross-attention cache kept from
