@@ -48,7 +48,8 @@ demo: install
 	$(BIN)/voxline demo
 
 test: install-dev
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	# Two test processes on two cores: each local model gets one of them (see shared.thread_cap).
+	VOXLINE_CPU_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: install-dev
 	$(BIN)/python benchmarks/turn_overhead.py

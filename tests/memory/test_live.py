@@ -67,6 +67,18 @@ async def test_rate_limit(pair: tuple[LiveState, LiveState]) -> None:
     assert await a.hit_rate("globex", "outbound", 5, 60)
 
 
+async def test_rate_limit_slides_over_a_windows_edge() -> None:
+    """Five hits just before a minute's edge leave none for just after it: a fixed
+    window would let ten through in a second."""
+    now = [59.5]
+    live = InProcessLiveState(clock=lambda: now[0])
+    assert [await live.hit_rate("acme", "ip", 5, 60) for _ in range(5)] == [True] * 5
+    now[0] = 60.5
+    assert not await live.hit_rate("acme", "ip", 5, 60)
+    now[0] = 119.6  # a minute after the first hits
+    assert [await live.hit_rate("acme", "ip", 5, 60) for _ in range(6)] == [True] * 5 + [False]
+
+
 async def test_redis_crashed_process_lapses(redis_url: str) -> None:
     """A process that stops heart-beating loses its calls, liveness and slots."""
     prefix = f"vx-{uuid.uuid4().hex[:8]}:"

@@ -77,3 +77,27 @@ def test_a_model_is_loaded_once_when_many_threads_ask_at_once():
     for t in threads:
         t.join()
     assert len(loads) == 1 and len({id(g) for g in got}) == 1
+
+
+def test_the_thread_cap_bounds_every_models_threads(monkeypatch):
+    """VOXLINE_CPU_THREADS (``serve --workers N`` sets cores ÷ N): the cap, never more
+    than a model asked for, and "no cap" when unset or not a number."""
+    monkeypatch.setenv(shared.THREADS_ENV, "1")
+    assert (shared._capped(2), shared._capped(0), shared.thread_cap()) == (1, 1, 1)
+    monkeypatch.setenv(shared.THREADS_ENV, "4")
+    assert (shared._capped(2), shared._capped(0)) == (2, 4)
+    for unset in ("", "many", "-1"):
+        monkeypatch.setenv(shared.THREADS_ENV, unset)
+        assert (shared._capped(2), shared._capped(0)) == (2, 0)
+
+
+@pytest.mark.models
+def test_a_capped_piper_voice_runs_on_its_share_of_the_cores(monkeypatch):
+    pytest.importorskip("piper")
+    from voxline.integrations.providers.local import manifest
+
+    onnx = next(manifest.resolve("piper-en-us").glob("*.onnx"))
+    monkeypatch.setenv(shared.THREADS_ENV, "1")
+    voice = shared.load_piper_voice(onnx)
+    assert voice.session.get_session_options().intra_op_num_threads == 1
+    assert sum(len(chunk.audio_int16_bytes) for chunk in voice.synthesize("One moment.")) > 8000

@@ -22,18 +22,35 @@ def test_a_wait_returns_when_the_first_audio_exists_or_at_its_bound():
     gate = VoiceFirst()
     gate.wait(timeout=5)  # nobody speaking: no wait
     assert gate.waits == 0
-    held = gate.begin()
+    hold = gate.begin()
     done = threading.Event()
     waiter = threading.Thread(target=lambda: (gate.wait(timeout=30), done.set()))
     waiter.start()
     assert not done.wait(0.2)  # held back while the audio is made
-    held = gate.end()
-    assert done.wait(5) and not held and gate.waits == 1 and not gate.speaking
-    gate.begin()  # a TTS that never ends its first audio stalls the LLM only this long
+    gate.end(hold)
+    assert done.wait(5) and gate.waits == 1 and not gate.speaking
+    hold = gate.begin()  # a TTS that never ends its first audio stalls the LLM only this long
     started = time.monotonic()
     gate.wait(timeout=0.3)
     assert 0.25 <= time.monotonic() - started < 5
-    gate.end()
+    gate.end(hold)
+
+
+def test_a_hold_nobody_ends_expires(monkeypatch):
+    """An abandoned TTS stream (its generator suspended until collected) must not slow
+    every later answer of the process."""
+    monkeypatch.setattr(voice_first, "MAX_WAIT_SECS", 0.3)
+    gate = VoiceFirst()
+    gate.begin()  # never ended
+    assert gate.speaking
+    started = time.monotonic()
+    gate.wait(timeout=30)
+    assert 0.25 <= time.monotonic() - started < 5
+    assert not gate.speaking
+    started = time.monotonic()
+    gate.wait(timeout=30)  # expired: the next token does not wait at all
+    assert time.monotonic() - started < 0.1 and gate.waits == 1
+    assert VoiceFirst(enabled=False).begin() is None
 
 
 class ObservedVoice:
@@ -89,7 +106,7 @@ async def test_the_local_llm_waits_while_first_audio_is_made(monkeypatch):
             pieces.extend(c.delta.content or "" for c in chunk.choices if c.delta.content)
 
     waits = VOICE_FIRST.waits
-    held = VOICE_FIRST.begin()
+    hold = VOICE_FIRST.begin()
     answer = asyncio.create_task(listen())
     try:
         for _ in range(600):  # the first token comes, then the model waits
@@ -101,7 +118,6 @@ async def test_the_local_llm_waits_while_first_audio_is_made(monkeypatch):
         await asyncio.sleep(1.0)
         assert len(pieces) == count  # nothing written while the audio is made
     finally:
-        if held:
-            held = VOICE_FIRST.end()
+        VOICE_FIRST.end(hold)
     await asyncio.wait_for(answer, 120)
     assert len(pieces) > count  # once it exists, the answer goes on

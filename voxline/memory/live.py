@@ -10,11 +10,13 @@ the server's clock, so hosts with skewed clocks agree.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
@@ -52,7 +54,7 @@ class InProcessLiveState:
         self._procs: dict[str, float] = {}
         self._calls: dict[str, tuple[str, float]] = {}
         self._slots: dict[str, dict[str, float]] = {}
-        self._rates: dict[tuple[str, str, int], int] = {}
+        self._rates: dict[tuple[str, str], collections.deque[float]] = {}
         self._inboxes: dict[str, asyncio.Queue[dict[str, str]]] = {}
         self._values: dict[str, tuple[str, float]] = {}
 
@@ -104,11 +106,17 @@ class InProcessLiveState:
         return len(self._live_slots(tenant))
 
     async def hit_rate(self, tenant: str, key: str, limit: int, window_s: float) -> bool:
-        window = int(self._now() // window_s)
-        k = (tenant, key, window)
-        self._rates = {kk: v for kk, v in self._rates.items() if kk[2] >= window}
-        self._rates[k] = self._rates.get(k, 0) + 1
-        return self._rates[k] <= limit
+        """At most ``limit`` accepted hits in any ``window_s`` (a sliding window)."""
+        now = self._now()
+        for k in [k for k, hits in self._rates.items() if not hits or hits[-1] <= now - window_s]:
+            del self._rates[k]  # keys nobody hit for a window: bounded memory
+        hits = self._rates.setdefault((tenant, key), collections.deque())
+        while hits and hits[0] <= now - window_s:
+            hits.popleft()
+        if len(hits) >= limit:
+            return False
+        hits.append(now)
+        return True
 
     async def send(self, owner: str, message: dict[str, str]) -> None:
         self._inboxes.setdefault(owner, asyncio.Queue(maxsize=1000)).put_nowait(message)
@@ -149,11 +157,17 @@ local t = redis.call('TIME')
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t[1] * 1000 + math.floor(t[2] / 1000))
 return redis.call('ZCARD', KEYS[1])
 """
-# KEYS[1]=counter; ARGV: window_ms. Fixed window: INCR, and set expiry on first hit.
+# KEYS[1]=the key's accepted hits (a sorted set by time); ARGV: window_ms, limit, hit id.
+# A sliding window: a fixed one lets twice the limit through across a window's edge.
 _RATE = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+return 1
 """
 # Refresh the TTL of the slot members and call keys this owner still holds.
 _HEARTBEAT = """
@@ -253,11 +267,9 @@ class RedisLiveState:
         return int(await self._count(keys=[f"{self.p}slots:{tenant}"]))
 
     async def hit_rate(self, tenant: str, key: str, limit: int, window_s: float) -> bool:
-        window = int(time.time() // window_s)  # window id only; expiry is server-side
-        n = await self._rate(
-            keys=[f"{self.p}rate:{tenant}:{key}:{window}"], args=[self._ms(window_s) + 1000]
-        )
-        return int(n) <= limit
+        ok = await self._rate(keys=[f"{self.p}rate:{tenant}:{key}"],
+                              args=[self._ms(window_s), limit, uuid.uuid4().hex])
+        return bool(int(ok))
 
     async def close(self) -> None:
         await self.r.aclose()

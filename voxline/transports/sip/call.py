@@ -151,9 +151,10 @@ class SipCall:
     async def watch(self) -> None:
         tick = self.media.batch_ms / 1000
         quiet = 0
+        answered = time.monotonic()  # no media is owed before the answer, however slow it was
         while True:
             await asyncio.sleep(tick)
-            idle = time.monotonic() - self.media.last_rx
+            idle = time.monotonic() - max(self.media.last_rx, answered)
             if idle > tick:
                 quiet += 1
                 self.media.idle_flush(fill=quiet > 1)

@@ -37,13 +37,12 @@ class SharedPiperTTSService(PiperTTSService):
                 yield frame
             return
         # An answer's first clause: the local LLM waits until its first audio exists.
-        held = VOICE_FIRST.begin()
+        hold = VOICE_FIRST.begin()
         try:
             async for frame in super().run_tts(text, context_id):
-                if held and isinstance(frame, TTSAudioRawFrame):
+                if isinstance(frame, TTSAudioRawFrame) and self._voiced != context_id:
                     self._voiced = context_id
-                    held = VOICE_FIRST.end()
+                    VOICE_FIRST.end(hold)
                 yield frame
         finally:
-            if held:
-                VOICE_FIRST.end()
+            VOICE_FIRST.end(hold)

@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import importlib
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -75,6 +76,24 @@ def _close() -> None:
             close()
 
 
+THREADS_ENV = "VOXLINE_CPU_THREADS"
+
+
+def thread_cap() -> int:
+    """The threads each local model may use (0: no cap, each model's own default).
+
+    From ``VOXLINE_CPU_THREADS``; ``voxline serve --workers N`` sets it to cores ÷ N so
+    that N processes on one machine do not each run two-thread models on every core
+    (oversubscribed, every call's latency jitters)."""
+    value = os.environ.get(THREADS_ENV, "")
+    return int(value) if value.isdigit() else 0
+
+
+def _capped(threads: int) -> int:
+    cap = thread_cap()
+    return min(threads, cap) if cap and threads else (cap or threads)
+
+
 def is_loaded(kind: str, key: Hashable) -> bool:
     with _lock:
         return (kind, key) in _models
@@ -89,7 +108,7 @@ def whisper(path: str | Path, *, device: str = "cpu", compute_type: str = "int8"
     def load() -> Any:
         faster_whisper = require("faster_whisper", "local")
         return faster_whisper.WhisperModel(str(path), device=device, compute_type=compute_type,
-                                           cpu_threads=cpu_threads, num_workers=num_workers)
+                                           cpu_threads=_capped(cpu_threads), num_workers=num_workers)
 
     return _shared("whisper", key, load, Path(path).name)
 
@@ -104,12 +123,25 @@ def moonshine(folder: str | Path) -> Any:
 def piper_voice(onnx: str | Path, *, use_cuda: bool = False) -> Any:
     """A piper.PiperVoice. Its ONNX session is thread-safe and Piper serializes espeak-ng
     phonemization itself, so calls can synthesize side by side."""
+    return _shared("piper", (str(onnx), use_cuda), lambda: load_piper_voice(onnx, use_cuda=use_cuda),
+                   f"piper {Path(onnx).stem}")
 
-    def load() -> Any:
-        piper = require("piper", "piper")
+
+def load_piper_voice(onnx: str | Path, *, use_cuda: bool = False) -> Any:
+    piper = require("piper", "piper")
+    cap = thread_cap()
+    if not cap or use_cuda:
         return piper.PiperVoice.load(str(onnx), use_cuda=use_cuda)
+    # PiperVoice.load takes no session options: build its session with the cap.
+    import json
 
-    return _shared("piper", (str(onnx), use_cuda), load, f"piper {Path(onnx).stem}")
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = cap, 1
+    config = json.loads(Path(f"{onnx}.json").read_text(encoding="utf-8"))
+    session = onnxruntime.InferenceSession(str(onnx), sess_options=options, providers=["CPUExecutionProvider"])
+    return piper.PiperVoice(config=piper.PiperConfig.from_dict(config), session=session)
 
 
 def llama(path: str | Path, *, n_ctx: int = 4096, n_threads: int = 2) -> Any:
@@ -117,7 +149,7 @@ def llama(path: str | Path, *, n_ctx: int = 4096, n_threads: int = 2) -> Any:
     from voxline.integrations.providers.local.llama_model import LoadedLlama
 
     key = (str(path), n_ctx, n_threads)
-    return _shared("llama", key, lambda: LoadedLlama(Path(path), n_ctx, n_threads),
+    return _shared("llama", key, lambda: LoadedLlama(Path(path), n_ctx, _capped(n_threads)),
                    f"llama.cpp {Path(path).parent.name or Path(path).name}")
 
 
