@@ -57,7 +57,7 @@ async def test_build_then_search_on_sqlite(tmp_path):
 
 @pytest.mark.services
 async def test_tenant_filtered_search_on_pgvector_finds_k_rows_of_a_small_tenant(postgres_url):
-    """A small tenant's 20 rows among 6,000: an HNSW scan filtered afterwards finds few of
+    """A small tenant's 20 rows among 3,000: an HNSW scan filtered afterwards finds few of
     them; the iterative scan returns the exact top k."""
     from voxline.knowledge.chunks import Chunk
 
@@ -65,13 +65,13 @@ async def test_tenant_filtered_search_on_pgvector_finds_k_rows_of_a_small_tenant
     kb = KnowledgeStore(store)
     rng = np.random.default_rng(7)
     try:
-        vectors = rng.normal(size=(6020, 384)).astype(np.float32)
+        vectors = rng.normal(size=(3020, 384)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        for t in range(6):
+        for t in range(3):
             rows = vectors[t * 1000:(t + 1) * 1000]
             chunks = [Chunk("doc", i, f"big {i}") for i in range(1000)]
             await kb.replace_source(f"big{t}", "kb", "doc", "x", chunks, rows)
-        small = vectors[6000:]
+        small = vectors[3000:]
         await kb.replace_source("small", "kb", "doc", "x", [Chunk("doc", i, f"small {i}") for i in range(20)], small)
         query = rng.normal(size=384).astype(np.float32)
         query /= np.linalg.norm(query)
@@ -79,6 +79,6 @@ async def test_tenant_filtered_search_on_pgvector_finds_k_rows_of_a_small_tenant
         exact = np.argsort(-(small @ query))[:5]
         assert [h.index for h in hits] == [int(i) for i in exact]
     finally:
-        for t in [*(f"big{t}" for t in range(6)), "small"]:
+        for t in [*(f"big{t}" for t in range(3)), "small"]:
             await kb.remove_sources(t, "kb", ["doc"])
         await store.close()
