@@ -49,7 +49,7 @@ demo: install
 
 test: install-dev
 	# Two test processes on two cores: each local model gets one of them (see shared.thread_cap).
-	VOXLINE_CPU_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
+	VOXLINE_CPU_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 bench: install-dev
 	$(BIN)/python benchmarks/turn_overhead.py
