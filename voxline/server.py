@@ -344,10 +344,9 @@ def serve(agents_dir: Path, host: str = "127.0.0.1", port: int = 8080, *,
     os.environ["VOXLINE_LOG_LEVEL"] = log_level.upper()
     call_token.server_secret()  # one secret for every worker (exported to their environment)
     n = workers if workers is not None else (os.cpu_count() or 1)
-    if n > 1:  # each worker's local models get their share of the cores, not all of them
-        from voxline.integrations.providers.local.shared import THREADS_ENV
+    from voxline.integrations.providers.local.shared import share_cores
 
-        os.environ.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 1) // n)))
+    share_cores(n)  # each worker's local models get their share of the cores, not all of them
     if n > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         import tempfile  # /metrics adds up every worker's counters (prometheus_client multiprocess)
 

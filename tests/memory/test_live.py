@@ -79,6 +79,21 @@ async def test_rate_limit_slides_over_a_windows_edge() -> None:
     assert [await live.hit_rate("acme", "ip", 5, 60) for _ in range(6)] == [True] * 5 + [False]
 
 
+async def test_idle_rate_keys_are_dropped_each_by_its_own_window(monkeypatch) -> None:
+    from voxline.memory import live as live_module
+
+    monkeypatch.setattr(live_module, "RATE_KEYS_SWEPT_AT", 3)
+    now = [0.0]
+    live = InProcessLiveState(clock=lambda: now[0])
+    assert await live.hit_rate("acme", "per-hour", 1, 3600)
+    assert await live.hit_rate("acme", "ip-1", 5, 60)
+    assert await live.hit_rate("acme", "ip-2", 5, 60)
+    now[0] = 120.0
+    assert await live.hit_rate("acme", "ip-3", 5, 60)  # the sweep: ip-1 and ip-2 are idle
+    assert set(live._rates) == {("acme", "per-hour"), ("acme", "ip-3")}
+    assert not await live.hit_rate("acme", "per-hour", 1, 3600)  # its hour is not over
+
+
 async def test_redis_crashed_process_lapses(redis_url: str) -> None:
     """A process that stops heart-beating loses its calls, liveness and slots."""
     prefix = f"vx-{uuid.uuid4().hex[:8]}:"

@@ -89,6 +89,14 @@ def test_the_thread_cap_bounds_every_models_threads(monkeypatch):
     for unset in ("", "many", "-1"):
         monkeypatch.setenv(shared.THREADS_ENV, unset)
         assert (shared._capped(2), shared._capped(0)) == (2, 0)
+    monkeypatch.delenv(shared.THREADS_ENV)
+    monkeypatch.setattr(shared.os, "cpu_count", lambda: 8)
+    shared.share_cores(1)  # one worker: its models keep every core
+    assert shared.thread_cap() == 0
+    shared.share_cores(4)
+    assert shared.thread_cap() == 2
+    shared.share_cores(2)  # already set (by hand, or for the workers): left as it is
+    assert shared.thread_cap() == 2
 
 
 @pytest.mark.models

@@ -46,6 +46,9 @@ class LiveState(Protocol):
     async def close(self) -> None: ...
 
 
+RATE_KEYS_SWEPT_AT = 1024  # rate keys kept before the idle ones are dropped
+
+
 class InProcessLiveState:
     """Single-process implementation with the same expiry semantics (injectable clock)."""
 
@@ -54,7 +57,7 @@ class InProcessLiveState:
         self._procs: dict[str, float] = {}
         self._calls: dict[str, tuple[str, float]] = {}
         self._slots: dict[str, dict[str, float]] = {}
-        self._rates: dict[tuple[str, str], collections.deque[float]] = {}
+        self._rates: dict[tuple[str, str], tuple[float, collections.deque[float]]] = {}  # → window, hits
         self._inboxes: dict[str, asyncio.Queue[dict[str, str]]] = {}
         self._values: dict[str, tuple[str, float]] = {}
 
@@ -108,9 +111,10 @@ class InProcessLiveState:
     async def hit_rate(self, tenant: str, key: str, limit: int, window_s: float) -> bool:
         """At most ``limit`` accepted hits in any ``window_s`` (a sliding window)."""
         now = self._now()
-        for k in [k for k, hits in self._rates.items() if not hits or hits[-1] <= now - window_s]:
-            del self._rates[k]  # keys nobody hit for a window: bounded memory
-        hits = self._rates.setdefault((tenant, key), collections.deque())
+        if len(self._rates) >= RATE_KEYS_SWEPT_AT:  # keys nobody hit for their window: bounded memory
+            self._rates = {k: (w, h) for k, (w, h) in self._rates.items() if h and h[-1] > now - w}
+        _, hits = self._rates.setdefault((tenant, key), (window_s, collections.deque()))
+        self._rates[(tenant, key)] = (window_s, hits)
         while hits and hits[0] <= now - window_s:
             hits.popleft()
         if len(hits) >= limit:

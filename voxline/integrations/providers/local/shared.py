@@ -89,6 +89,13 @@ def thread_cap() -> int:
     return int(value) if value.isdigit() else 0
 
 
+def share_cores(workers: int) -> None:
+    """``workers`` processes on this machine: each one's models get cores ÷ workers
+    threads, unless ``VOXLINE_CPU_THREADS`` says otherwise (set before they start)."""
+    if workers > 1:
+        os.environ.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 1) // workers)))
+
+
 def _capped(threads: int) -> int:
     cap = thread_cap()
     return min(threads, cap) if cap and threads else (cap or threads)
