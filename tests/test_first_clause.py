@@ -34,10 +34,11 @@ async def test_first_clause_then_sentences_then_again_next_answer():
     assert (await _feed(agg, ["Sure", " thing", " my", " friend,", " yes"]))[0] == "Sure thing my friend,"
 
 
-async def test_short_openings_are_not_cut():
+async def test_a_one_word_opening_is_spoken_at_once():
     agg = FirstClauseAggregator()
-    assert await _feed(agg, ["Yes,", " we", " do."]) == []  # "Yes," is too short; sentence waits for lookahead
-    assert (await agg.flush()).text == "Yes, we do."
+    assert await _feed(agg, ["Sure", ",", " I", " can", " help."]) == ["Sure,"]
+    assert (await agg.flush()).text == "I can help."
+    assert await _feed(agg, ["1,000", " guests", " fit."]) == []  # a comma inside a number ends nothing
 
 
 async def test_a_blank_after_a_full_stop_ends_the_sentence():

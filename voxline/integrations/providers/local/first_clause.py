@@ -2,9 +2,12 @@
 
 A small local LLM on a CPU writes ~20-50 tokens a second, so waiting for a whole first
 sentence before synthesis costs the caller most of a second of silence. Piper
-synthesizes a clause in tens of milliseconds, so the first clause of each answer (at
-least a few words, ending in , ; or :) goes to TTS at once; the rest is aggregated by
-sentence as Pipecat does. Pipecat 1.14 offers no parameter to supply an aggregator,
+synthesizes a clause in tens of milliseconds, so the first clause of each answer (ending
+in , ; or :) goes to TTS at once; the rest is aggregated by sentence as Pipecat does.
+One word is enough: "Sure," plays for half a second, and by then the LLM has written
+and Piper has spoken the next clause, so the caller hears no gap, only the comma's pause.
+Many answers open so, handed-over ones most of all ("Sure, I can
+help you with that."). Pipecat 1.14 offers no parameter to supply an aggregator,
 so ``use_first_clause`` replaces the service's own.
 
 Every TTS (cloud ones too, through ``use_sentence_ends``) also ends a sentence at the
@@ -25,7 +28,7 @@ from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
 _CLAUSE_END = re.compile(r"[,;:](?=\s)")
 _ENDED_BEFORE_BLANK = re.compile(r"[.!?]\s+$")
-MIN_WORDS = 4
+MIN_WORDS = 1
 
 
 class BlankEndsSentence(SimpleTextAggregator):
