@@ -12,7 +12,7 @@ import pytest
 from tests.orchestration.kit import AGENTS
 from voxline.knowledge.build import build
 from voxline.knowledge.chunks import chunk_text
-from voxline.knowledge.search import KnowledgeSearch
+from voxline.knowledge.search import NOTHING_FOUND, KnowledgeSearch
 from voxline.knowledge.store import KnowledgeStore
 from voxline.memory import local_embedder, open_store
 from voxline.spec import load_spec
@@ -27,7 +27,7 @@ def test_chunks_keep_their_heading_and_size():
 
 
 @pytest.mark.models
-async def test_build_then_search_on_sqlite(tmp_path):
+async def test_build_then_search_on_sqlite(tmp_path, caplog):
     folder = tmp_path / "kb"
     shutil.copytree(AGENTS / "kb", folder)
     spec = load_spec(folder / "agent.yaml")
@@ -45,9 +45,16 @@ async def test_build_then_search_on_sqlite(tmp_path):
         found = await search.search("where can I leave my car")
         assert found["results"][0]["source"] == "docs/faq.md" and "garage" in found["results"][0]["text"]
         assert search.last_ms < spec.knowledge.budget_ms
-        # Another tenant's agent with the same collection name sees nothing of it.
+        # Another tenant's agent with the same collection name sees nothing of it: for that
+        # agent the base is empty, which the operator is told once, and the agent is told
+        # not to turn "nothing found" into "no".
         other = spec.model_copy(update={"memory": spec.memory.model_copy(update={"tenant": "other"})})
-        assert (await KnowledgeSearch(other, store, embedder).search("parking"))["results"] == []
+        with caplog.at_level("WARNING", logger="voxline.knowledge"):
+            for _ in range(2):
+                nothing = await KnowledgeSearch(other, store, embedder).search("parking")
+                assert nothing == {"results": [], "note": NOTHING_FOUND} and "don't know" in NOTHING_FOUND
+        assert [r.getMessage() for r in caplog.records].count(
+            f"the knowledge base of agent {spec.name} is empty: run `voxline kb build` on its agent.yaml") == 1
         slow = spec.model_copy(update={"knowledge": spec.knowledge.model_copy(update={"budget_ms": 0.01})})
         with pytest.raises(TimeoutError):
             await KnowledgeSearch(slow, store, embedder).search("parking")

@@ -8,6 +8,7 @@ Results carry their source, so the answer can cite it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -16,6 +17,14 @@ from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from voxline.knowledge.build import collection_of
 from voxline.knowledge.store import KnowledgeStore
 from voxline.spec import AgentSpec
+
+log = logging.getLogger("voxline.knowledge")
+
+# What the agent is told when nothing matches: a small model otherwise reads "nothing
+# found" as "no" ("we have no gluten-free pasta") instead of "I don't know".
+NOTHING_FOUND = ("nothing in the documents answers this: tell the caller you don't know that, "
+                 "do not guess or say no")
+_EMPTY_WARNED: set[tuple[str, str]] = set()  # knowledge bases found empty, warned once a process
 
 SCHEMA = FunctionSchema(
     name="search_knowledge",
@@ -51,5 +60,10 @@ class KnowledgeSearch:
         hits = await self.kb.search(self.tenant, self.collection, vector, k=self.settings.top_k)
         kept = [h for h in hits if h.score >= self.settings.min_score]
         if not kept:
-            return {"results": [], "note": "nothing in the documents answers this"}
+            key = (self.tenant, self.collection)
+            if not hits and key not in _EMPTY_WARNED and await self.kb.count(*key) == 0:
+                _EMPTY_WARNED.add(key)
+                log.warning("the knowledge base of agent %s is empty: run `voxline kb build` on its agent.yaml",
+                            self.collection)
+            return {"results": [], "note": NOTHING_FOUND}
         return {"results": [{"text": h.text, "source": h.source, "score": round(h.score, 3)} for h in kept]}
