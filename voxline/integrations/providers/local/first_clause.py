@@ -5,10 +5,10 @@ sentence before synthesis costs the caller most of a second of silence. Piper
 synthesizes a clause in tens of milliseconds, so the first clause of each answer (ending
 in , ; or :) goes to TTS at once; the rest is aggregated by sentence as Pipecat does.
 One word is enough: "Sure," plays for half a second, and by then the LLM has written
-and Piper has spoken the next clause, so the caller hears no gap, only the comma's pause.
-Many answers open so, handed-over ones most of all ("Sure, I can
-help you with that."). Pipecat 1.14 offers no parameter to supply an aggregator,
-so ``use_first_clause`` replaces the service's own.
+and Piper has synthesized the next clause, so the caller hears no gap, only the comma's
+pause. Agents taking over a call open so ("Sure, I can help you with that."). Pipecat
+1.14 offers no parameter to supply an aggregator, so ``use_first_clause`` replaces the
+service's own.
 
 Every TTS (cloud ones too, through ``use_sentence_ends``) also ends a sentence at the
 blank after its full stop. Pipecat waits for the next non-blank character, but the
